@@ -1,0 +1,285 @@
+"""The front-end: batched waveforms (B, N) in, feature maps out. Pure tensor code, no I/O.
+
+Kinds (FrontendConfig.kind):
+- "logmel":    power STFT -> mel filterbank -> dB                          (B, n_mels, T)
+- "mfcc":      pre-emphasis 1 - b z^-1 -> Hamming-windowed power STFT -> mel filterbank -> dB
+               -> DCT-II (orthonormal), first n_mfcc coefficients           (B, n_mfcc, T)
+               (seed 000_9bc1's steps)
+- "stft":      linear STFT magnitude, frame 256 / hop 128 by default (seed 004_d4c4), in dB unless
+               `log` is off; the Nyquist bin is dropped so 256-point frames give 128 bins
+                                                                            (B, n_fft // 2, T)
+- "mean_mfcc": the per-frame mean over the MFCC coefficients, a 1-D series (seed 002_0b61)
+                                                                            (B, T)
+Then, optionally, a chunker: `chunks=N` cuts the time axis into N equal chunks (seed 001_289f uses 7;
+frames past N * (T // N) are dropped), or `window_frames=W, window_hop=H` cuts sliding windows;
+either gives (B, C, F, W).
+
+Agreement with librosa (tests/test_features.py states the tolerances): the mel filterbank is
+librosa's (Slaney scale and norm), the STFT is centred with zero padding as librosa's (>= 0.10), and "dB" is
+librosa.power_to_db with ref 1, amin 1e-10 and top_db 80 (per clip). One deliberate difference:
+pre-emphasis starts from a zero initial state (y[0] = x[0]); librosa's default extrapolates one.
+
+Letters: B batch, N samples, F feature bins, T frames, C chunks, W frames per chunk.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+import torch
+from torch import nn
+
+SAMPLE_RATE = 16000
+N_FFT = 512  # 32 ms at 16 kHz
+HOP_LENGTH = 160  # 10 ms at 16 kHz: 100 frames per second
+N_MELS = 128
+N_MFCC = 40
+PREEMPHASIS = 0.97
+AMIN = 1e-10  # floor before the log, as librosa.power_to_db
+TOP_DB = 80.0  # dynamic range kept below each clip's peak, as librosa.power_to_db
+KINDS = ("logmel", "mfcc", "stft", "mean_mfcc")
+
+
+@dataclass
+class FrontendConfig:
+    """Everything that decides how a waveform becomes features; saved with every pipeline."""
+
+    kind: str = "logmel"  # one of KINDS
+    sample_rate: int = SAMPLE_RATE  # Hz of the input waveforms
+    n_fft: int = N_FFT  # FFT size in samples
+    win_length: int | None = None  # window length in samples; None = n_fft
+    hop_length: int = HOP_LENGTH  # samples between frames
+    window: str = "hann"  # "hann" or "hamming" (mfcc always uses Hamming, as seed 000_9bc1)
+    center: bool = True  # zero-pad n_fft // 2 on both sides, as librosa (>= 0.10)
+    n_mels: int = N_MELS  # mel bands (logmel, mfcc)
+    fmin: float = 0.0  # lowest mel band edge, Hz
+    fmax: float | None = None  # highest mel band edge, Hz; None = sample_rate / 2
+    n_mfcc: int = N_MFCC  # cepstral coefficients kept (mfcc, mean_mfcc)
+    preemphasis: float = PREEMPHASIS  # b in 1 - b z^-1 (mfcc, mean_mfcc); 0 turns it off
+    log: bool = True  # dB scale (logmel, stft); off gives power (logmel) or magnitude (stft)
+    top_db: float | None = TOP_DB  # clip each example at its peak minus top_db; None keeps all
+    chunks: int | None = None  # cut the time axis into this many equal chunks
+    window_frames: int | None = None  # or: sliding windows of this many frames ...
+    window_hop: int | None = None  # ... this many frames apart (default window_frames)
+
+    def __post_init__(self):
+        if self.kind not in KINDS:
+            raise ValueError(f"FrontendConfig.kind must be one of {KINDS}, not {self.kind!r}")
+        if self.window not in WINDOWS:
+            raise ValueError(f"FrontendConfig.window must be one of {sorted(WINDOWS)}, not {self.window!r}")
+        if self.chunks is not None and self.window_frames is not None:
+            raise ValueError("FrontendConfig: give chunks or window_frames, not both")
+
+    @classmethod
+    def for_kind(cls, kind: str, **overrides) -> "FrontendConfig":
+        """The defaults of one kind, then `overrides`: "stft" gets seed 004_d4c4's 256-sample frames
+        with 50 % overlap; the other kinds the module defaults."""
+        return cls(**{"kind": kind, **KIND_DEFAULTS.get(kind, {}), **overrides})
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "FrontendConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"FrontendConfig: unknown fields {sorted(unknown)}")
+        return cls(**d)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, s: str) -> "FrontendConfig":
+        return cls.from_dict(json.loads(s))
+
+    @property
+    def frames_per_second(self) -> float:
+        return self.sample_rate / self.hop_length
+
+
+KIND_DEFAULTS = {"stft": {"n_fft": 256, "hop_length": 128}}
+WINDOWS = {"hann": torch.hann_window, "hamming": torch.hamming_window}
+
+
+@lru_cache(maxsize=16)
+def mel_filters(sample_rate: int, n_fft: int, n_mels: int, fmin: float, fmax: float | None) -> np.ndarray:
+    """librosa's mel filterbank (Slaney), (n_mels, n_fft // 2 + 1), computed once per setting."""
+    import librosa
+
+    return librosa.filters.mel(sr=sample_rate, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax).astype(np.float32)
+
+
+@lru_cache(maxsize=16)
+def dct_matrix(n_mels: int, n_mfcc: int) -> np.ndarray:
+    """Orthonormal DCT-II as a matrix (n_mfcc, n_mels): mfcc = D @ log_mel, as scipy's dct(norm="ortho")."""
+    n = np.arange(n_mels)
+    k = np.arange(n_mfcc)[:, None]
+    d = np.cos(np.pi / n_mels * (n + 0.5) * k) * np.sqrt(2.0 / n_mels)
+    d[0] *= 1 / np.sqrt(2.0)  # k = 0 row
+    return d.astype(np.float32)
+
+
+def power_to_db(s: torch.Tensor, top_db: float | None) -> torch.Tensor:
+    """10 log10(max(s, AMIN)), then clipped at each example's peak minus top_db. s: (B, F, T)."""
+    db = 10.0 * torch.log10(torch.clamp(s, min=AMIN))
+    if top_db is not None:
+        peak = db.amax(dim=(-2, -1), keepdim=True)  # (B, 1, 1)
+        db = torch.maximum(db, peak - top_db)
+    return db
+
+
+def preemphasize(x: torch.Tensor, coef: float) -> torch.Tensor:
+    """y[n] = x[n] - coef * x[n-1], with x[-1] = 0. x: (B, N)."""
+    if coef == 0:
+        return x
+    return torch.cat([x[:, :1], x[:, 1:] - coef * x[:, :-1]], dim=1)
+
+
+class Spectrogram(nn.Module):
+    """(B, N) -> power or magnitude STFT (B, n_fft // 2 + 1, T)."""
+
+    def __init__(self, n_fft: int, hop_length: int, win_length: int | None, window: str, center: bool, power: float):
+        super().__init__()
+        self.n_fft, self.hop_length, self.center, self.power = n_fft, hop_length, center, power
+        self.win_length = win_length or n_fft
+        self.register_buffer("window", WINDOWS[window](self.win_length, periodic=True), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        spec = torch.stft(
+            x, self.n_fft, self.hop_length, self.win_length, self.window,
+            center=self.center, pad_mode="constant", return_complex=True,
+        )  # (B, F, T)
+        mag = spec.abs()
+        return mag if self.power == 1 else mag.pow(self.power)
+
+
+class LogMel(nn.Module):
+    """(B, N) -> log-mel spectrogram (B, n_mels, T), in dB (or mel power when cfg.log is off)."""
+
+    def __init__(self, cfg: FrontendConfig, window: str | None = None):
+        super().__init__()
+        self.cfg = cfg
+        self.spectrogram = Spectrogram(cfg.n_fft, cfg.hop_length, cfg.win_length, window or cfg.window, cfg.center, 2.0)
+        fb = mel_filters(cfg.sample_rate, cfg.n_fft, cfg.n_mels, cfg.fmin, cfg.fmax)
+        self.register_buffer("mel", torch.from_numpy(fb), persistent=False)  # (n_mels, n_fft // 2 + 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mel = torch.matmul(self.mel, self.spectrogram(x))  # (B, n_mels, T)
+        return power_to_db(mel, self.cfg.top_db) if self.cfg.log else mel
+
+
+class MFCC(nn.Module):
+    """(B, N) -> MFCC (B, n_mfcc, T): pre-emphasis, Hamming window, power, mel, dB, DCT-II."""
+
+    def __init__(self, cfg: FrontendConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.logmel = LogMel(dataclasses.replace(cfg, log=True), window="hamming")
+        self.register_buffer("dct", torch.from_numpy(dct_matrix(cfg.n_mels, cfg.n_mfcc)), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = preemphasize(x, self.cfg.preemphasis)
+        return torch.matmul(self.dct, self.logmel(x))  # (B, n_mfcc, T)
+
+
+class MeanMFCC(nn.Module):
+    """(B, N) -> (B, T): the mean over the MFCC coefficients of each frame."""
+
+    def __init__(self, cfg: FrontendConfig):
+        super().__init__()
+        self.mfcc = MFCC(cfg)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.mfcc(x).mean(dim=1)
+
+
+class LinearSTFT(nn.Module):
+    """(B, N) -> STFT magnitude without the Nyquist bin (B, n_fft // 2, T), in dB when cfg.log."""
+
+    def __init__(self, cfg: FrontendConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.spectrogram = Spectrogram(cfg.n_fft, cfg.hop_length, cfg.win_length, cfg.window, cfg.center, 1.0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mag = self.spectrogram(x)[:, : self.cfg.n_fft // 2]  # (B, n_fft // 2, T)
+        return power_to_db(mag.pow(2), self.cfg.top_db) if self.cfg.log else mag
+
+
+class Chunker(nn.Module):
+    """(B, F, T) -> (B, C, F, W): `chunks` equal chunks, or sliding windows of W frames hop H.
+
+    Sliding windows pad the end with the clip's minimum so a clip shorter than W gives one window.
+    """
+
+    def __init__(self, chunks: int | None = None, window_frames: int | None = None, window_hop: int | None = None):
+        super().__init__()
+        if (chunks is None) == (window_frames is None):
+            raise ValueError("Chunker needs exactly one of chunks or window_frames")
+        self.chunks, self.window_frames = chunks, window_frames
+        self.window_hop = window_hop or window_frames
+
+    def forward(self, f: torch.Tensor) -> torch.Tensor:
+        t = f.shape[-1]
+        if self.chunks is not None:
+            w = t // self.chunks
+            if w == 0:
+                raise ValueError(f"cannot cut {t} frames into {self.chunks} chunks")
+            f = f[..., : w * self.chunks]
+            return f.reshape(*f.shape[:-1], self.chunks, w).movedim(-2, 1)  # (B, C, F, W)
+        w, h = self.window_frames, self.window_hop
+        if t < w:
+            f = nn.functional.pad(f, (0, w - t), value=float(f.min()))
+        return f.unfold(-1, w, h).movedim(-2, 1)  # (B, C, F, W)
+
+
+FEATURES = {"logmel": LogMel, "mfcc": MFCC, "stft": LinearSTFT, "mean_mfcc": MeanMFCC}
+
+
+class Frontend(nn.Module):
+    """Waveforms (B, N) -> features, as FrontendConfig says: (B, F, T), (B, T) or chunked (B, C, F, W)."""
+
+    def __init__(self, cfg: FrontendConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.features = FEATURES[cfg.kind](cfg)
+        chunked = cfg.chunks is not None or cfg.window_frames is not None
+        if chunked and cfg.kind == "mean_mfcc":
+            raise ValueError("mean_mfcc is a 1-D series; chunking applies to feature maps")
+        self.chunker = Chunker(cfg.chunks, cfg.window_frames, cfg.window_hop) if chunked else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() == 1:
+            x = x.unsqueeze(0)
+        f = self.features(x)
+        return self.chunker(f) if self.chunker is not None else f
+
+    def n_frames(self, n_samples: int) -> int:
+        """Frames this front-end makes from a waveform of n_samples (before chunking)."""
+        if self.cfg.center:
+            return 1 + n_samples // self.cfg.hop_length
+        return 1 + (n_samples - (self.cfg.win_length or self.cfg.n_fft)) // self.cfg.hop_length
+
+
+SMILE_SETS = ("egemaps", "compare")
+
+
+def smile_functionals(waves: list[np.ndarray], sr: int, feature_set: str = "egemaps") -> tuple[np.ndarray, list[str]]:
+    """openSMILE functionals for the classic baseline: (N, D) float32 and the D feature names.
+
+    feature_set: "egemaps" (eGeMAPS v02, 88 features) or "compare" (ComParE 2016, 6373 features).
+    """
+    import opensmile
+
+    sets = {"egemaps": opensmile.FeatureSet.eGeMAPSv02, "compare": opensmile.FeatureSet.ComParE_2016}
+    if feature_set not in sets:
+        raise ValueError(f"feature_set must be one of {SMILE_SETS}, not {feature_set!r}")
+    smile = opensmile.Smile(feature_set=sets[feature_set], feature_level=opensmile.FeatureLevel.Functionals)
+    rows = [smile.process_signal(w, sr).to_numpy()[0] for w in waves]
+    return np.stack(rows).astype(np.float32), list(smile.feature_names)
