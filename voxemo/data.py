@@ -54,7 +54,7 @@ def pad_stack(waves: Sequence[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
 
 @torch.inference_mode()
 def compute_features(
-    frontend: Frontend, waves: Sequence[np.ndarray], *, batch_size: int = 64, progress: Progress | None = None,
+    frontend: Frontend, waves: Sequence[np.ndarray], *, batch_size: int = 32, progress: Progress | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Run the front-end over waveforms in batches: features (len, ...) padded along time, and frames per clip.
 
@@ -105,7 +105,7 @@ class FeatureSet:
 
 def extract_features(
     manifest: Sequence[Utterance], kind: str, *, settings: AudioSettings = AudioSettings(),
-    frontend: FrontendConfig | None = None, cache_dir=None, batch_size: int = 64,
+    frontend: FrontendConfig | None = None, cache_dir=None, batch_size: int = 32,
     progress: Progress | None = None,
 ) -> FeatureSet:
     """Decode (through the cache) and compute `kind` features for every utterance that loads.

@@ -142,21 +142,29 @@ def preemphasize(x: torch.Tensor, coef: float) -> torch.Tensor:
 
 
 class Spectrogram(nn.Module):
-    """(B, N) -> power or magnitude STFT (B, n_fft // 2 + 1, T)."""
+    """(B, N) -> power or magnitude STFT, frames first: (B, T, n_fft // 2 + 1).
+
+    Framing by `unfold` and a real FFT per frame: the same numbers as torch.stft / librosa.stft
+    (centred, zero-padded, window centred in n_fft), about twice as fast here on CPU, and frames-first
+    so the mel matrix multiplies without a copy.
+    """
 
     def __init__(self, n_fft: int, hop_length: int, win_length: int | None, window: str, center: bool, power: float):
         super().__init__()
         self.n_fft, self.hop_length, self.center, self.power = n_fft, hop_length, center, power
-        self.win_length = win_length or n_fft
-        self.register_buffer("window", WINDOWS[window](self.win_length, periodic=True), persistent=False)
+        win_length = win_length or n_fft
+        w = WINDOWS[window](win_length, periodic=True)
+        left = (n_fft - win_length) // 2
+        w = nn.functional.pad(w, (left, n_fft - win_length - left))  # centred in n_fft, as torch.stft
+        self.register_buffer("window", w, persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        spec = torch.stft(
-            x, self.n_fft, self.hop_length, self.win_length, self.window,
-            center=self.center, pad_mode="constant", return_complex=True,
-        )  # (B, F, T)
-        mag = spec.abs()
-        return mag if self.power == 1 else mag.pow(self.power)
+        if self.center:
+            x = nn.functional.pad(x, (self.n_fft // 2, self.n_fft // 2))
+        frames = x.unfold(-1, self.n_fft, self.hop_length) * self.window  # (B, T, n_fft)
+        spec = torch.fft.rfft(frames)  # (B, T, n_fft // 2 + 1)
+        power = spec.real.square() + spec.imag.square()
+        return power if self.power == 2 else power.sqrt()
 
 
 class LogMel(nn.Module):
@@ -167,10 +175,10 @@ class LogMel(nn.Module):
         self.cfg = cfg
         self.spectrogram = Spectrogram(cfg.n_fft, cfg.hop_length, cfg.win_length, window or cfg.window, cfg.center, 2.0)
         fb = mel_filters(cfg.sample_rate, cfg.n_fft, cfg.n_mels, cfg.fmin, cfg.fmax)
-        self.register_buffer("mel", torch.from_numpy(fb), persistent=False)  # (n_mels, n_fft // 2 + 1)
+        self.register_buffer("mel_t", torch.from_numpy(fb).T.contiguous(), persistent=False)  # (n_fft // 2 + 1, n_mels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        mel = torch.matmul(self.mel, self.spectrogram(x))  # (B, n_mels, T)
+        mel = torch.matmul(self.spectrogram(x), self.mel_t).transpose(1, 2)  # (B, n_mels, T)
         return power_to_db(mel, self.cfg.top_db) if self.cfg.log else mel
 
 
@@ -205,11 +213,11 @@ class LinearSTFT(nn.Module):
     def __init__(self, cfg: FrontendConfig):
         super().__init__()
         self.cfg = cfg
-        self.spectrogram = Spectrogram(cfg.n_fft, cfg.hop_length, cfg.win_length, cfg.window, cfg.center, 1.0)
+        self.spectrogram = Spectrogram(cfg.n_fft, cfg.hop_length, cfg.win_length, cfg.window, cfg.center, 2.0)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        mag = self.spectrogram(x)[:, : self.cfg.n_fft // 2]  # (B, n_fft // 2, T)
-        return power_to_db(mag.pow(2), self.cfg.top_db) if self.cfg.log else mag
+        power = self.spectrogram(x)[..., : self.cfg.n_fft // 2].transpose(1, 2)  # (B, n_fft // 2, T)
+        return power_to_db(power, self.cfg.top_db) if self.cfg.log else power.sqrt()
 
 
 class Chunker(nn.Module):

@@ -104,6 +104,9 @@ class Collector:
 
     def header(self, path: Path) -> float | None:
         """Duration in seconds from the file header; a file soundfile cannot read is rejected."""
+        if path.stat().st_size == 0:
+            self.reject(path, "empty file (0 bytes)")
+            return None
         try:
             info = sf.info(str(path))
         except (sf.LibsndfileError, RuntimeError, TypeError) as e:
@@ -150,6 +153,8 @@ def corpus_names() -> list[str]:
 def detect(root: str | os.PathLike) -> str:
     """Name the corpus a folder holds, from its file names and layout; CorpusError if none fits."""
     root = Path(root)
+    if root.is_file() and root.suffix.lower() == ".csv":
+        return "folder"  # a labels CSV given itself (see folder.py)
     if not root.is_dir():
         raise CorpusError(f"{root}: not a folder")
     files = audio_files(root)

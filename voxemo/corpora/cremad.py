@@ -11,7 +11,7 @@ import csv
 import re
 from pathlib import Path
 
-from . import Manifest, Utterance, audio_files, scan_files
+from . import Manifest, Problem, Utterance, audio_files, scan_files
 
 NAME = "cremad"
 PATTERN = re.compile(r"^(\d{4})_([A-Z]{3})_([A-Z]{3})_([A-Z]{1,2})$")
@@ -58,8 +58,20 @@ def parser(demographics: dict[str, tuple[str, int | None]]):
     return parse
 
 
+PREFERRED = {".wav": 0, ".flac": 1}  # the public copy ships AudioWAV/ and AudioMP3/: one file per clip
+
+
 def scan(root: Path, *, strict: bool = False) -> Manifest:
-    return scan_files(audio_files(root), parser(read_demographics(root)), strict=strict)
+    files: dict[str, Path] = {}
+    duplicates: list[Path] = []
+    for path in sorted(audio_files(root), key=lambda p: PREFERRED.get(p.suffix.lower(), 2)):
+        if path.stem in files:
+            duplicates.append(path)
+        else:
+            files[path.stem] = path
+    manifest = scan_files(sorted(files.values()), parser(read_demographics(root)), strict=strict)
+    manifest.problems += [Problem(str(p), f"another copy of {files[p.stem].name} (skipped)") for p in duplicates]
+    return manifest
 
 
 def looks_like(root: Path, sample: list[Path]) -> int:

@@ -23,10 +23,17 @@ def _gender(value: str | None) -> str:
 
 
 def _csv_file(root: Path) -> Path | None:
+    """The labels CSV: `root` itself, or the one CSV in `root` with a path column (a CSV of other
+    things, such as CREMA-D's VideoDemographics.csv, is not taken for one)."""
     if root.is_file() and root.suffix.lower() == ".csv":
         return root
-    tables = sorted(root.glob("*.csv")) if root.is_dir() else []
+    tables = [t for t in sorted(root.glob("*.csv")) if "path" in _header(t)] if root.is_dir() else []
     return tables[0] if len(tables) == 1 else None
+
+
+def _header(table: Path) -> set[str]:
+    with open(table, newline="", encoding="utf-8-sig", errors="replace") as f:
+        return {c.strip().lower() for c in next(csv.reader(f), [])}
 
 
 def scan(root: Path, *, strict: bool = False) -> Manifest:
@@ -74,8 +81,8 @@ def scan_csv(table: Path, *, strict: bool = False) -> Manifest:
 
 
 def looks_like(root: Path, sample: list[Path]) -> int:
-    """Files in folders named after a known emotion (three letters or more), or a labels CSV."""
+    """Files in folders (below root) named after a known emotion (three letters or more), or a labels CSV."""
     if _csv_file(root) is not None:
         return 1
     known = {k for k in EMOTION_ALIASES if len(k) >= 3}
-    return sum(p.parent.name.lower() in known or p.parent.parent.name.lower() in known for p in sample)
+    return sum(any(part.lower() in known for part in p.relative_to(root).parts[:-1][:2]) for p in sample)
