@@ -1,0 +1,167 @@
+"""Metrics, aggregation over folds, and clip-level voting.
+
+- WA (weighted accuracy): plain accuracy, the share of test clips classified right.
+- UA (unweighted accuracy): mean per-class recall over the classes present in the truth, so every
+  class counts the same however many clips it has (sklearn's balanced accuracy).
+- macro-F1: mean F1 over the classes present in the truth or the predictions (sklearn's default).
+
+`classification_metrics` scores one fold; `aggregate` gives mean and population std over folds and
+per-class precision / recall / F1 of the summed confusion matrix; `vote` turns per-window
+probabilities into per-clip probabilities for models that classify windows of a clip.
+
+Every dict here holds plain Python numbers and lists, ready for json.dump.
+"""
+
+from __future__ import annotations
+
+from typing import Hashable, Sequence
+
+import numpy as np
+
+METRICS = ("ua", "wa", "macro_f1")  # the headline numbers, in the order reports show them
+
+
+def _as_indices(y: Sequence, classes: Sequence[str]) -> np.ndarray:
+    """Labels as integer class indices; class names are looked up in `classes`."""
+    y = np.asarray(y)
+    if y.dtype.kind in "US" or y.dtype == object:
+        index = {c: i for i, c in enumerate(classes)}
+        unknown = sorted({str(v) for v in y if v not in index})
+        if unknown:
+            raise ValueError(f"labels not among the classes {list(classes)}: {', '.join(unknown)}")
+        return np.asarray([index[v] for v in y], dtype=np.int64)
+    y = y.astype(np.int64)
+    if y.size and (y.min() < 0 or y.max() >= len(classes)):
+        raise ValueError(f"label indices must be in 0..{len(classes) - 1} for {len(classes)} classes")
+    return y
+
+
+def per_class_from_confusion(confusion: np.ndarray, classes: Sequence[str]) -> dict[str, dict]:
+    """Precision, recall, F1 and support of each class from a confusion matrix (rows true, columns
+    predicted); 0 where a ratio has a zero denominator."""
+    cm = np.asarray(confusion, dtype=np.float64)
+    tp = np.diag(cm)
+    support, predicted = cm.sum(axis=1), cm.sum(axis=0)
+    precision = np.divide(tp, predicted, out=np.zeros_like(tp), where=predicted > 0)
+    recall = np.divide(tp, support, out=np.zeros_like(tp), where=support > 0)
+    denom = precision + recall
+    f1 = np.divide(2 * precision * recall, denom, out=np.zeros_like(tp), where=denom > 0)
+    return {
+        c: {"precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i]),
+            "support": int(support[i])}
+        for i, c in enumerate(classes)
+    }
+
+
+def _headline(cm: np.ndarray) -> dict[str, float]:
+    """WA, UA and macro-F1 of a confusion matrix (UA over true classes, F1 over true or predicted)."""
+    tp = np.diag(cm).astype(np.float64)
+    support, predicted = cm.sum(axis=1), cm.sum(axis=0)
+    total = cm.sum()
+    present = support > 0
+    seen = present | (predicted > 0)
+    recall = np.divide(tp, support, out=np.zeros_like(tp), where=present)
+    precision = np.divide(tp, predicted, out=np.zeros_like(tp), where=predicted > 0)
+    denom = precision + recall
+    f1 = np.divide(2 * precision * recall, denom, out=np.zeros_like(tp), where=denom > 0)
+    return {
+        "wa": float(tp.sum() / total) if total else 0.0,
+        "ua": float(recall[present].mean()) if present.any() else 0.0,
+        "macro_f1": float(f1[seen].mean()) if seen.any() else 0.0,
+    }
+
+
+def classification_metrics(y_true: Sequence, y_pred: Sequence, classes: Sequence[str]) -> dict:
+    """Scores of one set of predictions. Labels are class indices (or names from `classes`).
+
+    Returns {"wa", "ua", "macro_f1", "per_class": {class: {"precision", "recall", "f1", "support"}},
+    "confusion": rows true / columns predicted in `classes` order, "classes", "n"}.
+    """
+    from sklearn.metrics import confusion_matrix
+
+    classes = [str(c) for c in classes]
+    y_true, y_pred = _as_indices(y_true, classes), _as_indices(y_pred, classes)
+    if y_true.shape != y_pred.shape:
+        raise ValueError(f"{len(y_true)} true labels but {len(y_pred)} predictions")
+    if y_true.size == 0:
+        raise ValueError("no predictions to score")
+    cm = confusion_matrix(y_true, y_pred, labels=np.arange(len(classes)))
+    return {
+        **_headline(cm),
+        "per_class": per_class_from_confusion(cm, classes),
+        "confusion": cm.astype(int).tolist(),
+        "classes": classes,
+        "n": int(y_true.size),
+    }
+
+
+def aggregate(fold_metrics: list[dict]) -> dict:
+    """Combine the `classification_metrics` of several folds.
+
+    For "ua", "wa" and "macro_f1": {"mean", "std", "folds": the per-fold values}; std is the
+    population standard deviation (ddof=0) over folds, as numpy's default, not the sample one.
+    Also "confusion" (the folds' confusion matrices summed), "per_class" (precision / recall / F1 /
+    support computed from that summed matrix), "pooled" (WA, UA, macro-F1 of the summed matrix,
+    i.e. every test clip of every fold counted once), "classes" and "n_folds".
+    """
+    if not fold_metrics:
+        raise ValueError("no folds to aggregate")
+    classes = list(fold_metrics[0]["classes"])
+    for i, m in enumerate(fold_metrics):
+        if list(m["classes"]) != classes:
+            raise ValueError(f"fold {i + 1} has classes {m['classes']}, fold 1 has {classes}")
+    out: dict = {}
+    for key in METRICS:
+        values = np.asarray([m[key] for m in fold_metrics], dtype=np.float64)
+        out[key] = {"mean": float(values.mean()), "std": float(values.std(ddof=0)),
+                    "folds": [float(v) for v in values]}
+    cm = np.sum([np.asarray(m["confusion"], dtype=np.int64) for m in fold_metrics], axis=0)
+    out["confusion"] = cm.tolist()
+    out["per_class"] = per_class_from_confusion(cm, classes)
+    out["pooled"] = _headline(cm)
+    out["classes"] = classes
+    out["n_folds"] = len(fold_metrics)
+    return out
+
+
+# Majority votes come back as vote shares, each nudged by less than this (a fraction of one vote) so
+# that the argmax breaks ties by summed probability.
+TIE_NUDGE = 1e-3
+
+
+def vote(window_probs, clip_ids: Sequence[Hashable], how: str = "majority") -> tuple[np.ndarray, list]:
+    """Per-window class probabilities (N_windows, n_classes) -> per-clip ones (n_clips, n_classes).
+
+    `clip_ids[i]` names the clip window i came from; clips are returned in order of first appearance,
+    with that order as the second value.
+    - "mean": the mean of the clip's window probabilities.
+    - "majority": each window votes for its argmax; the clip's row holds the vote shares, and a tie
+      between classes with equally many votes goes to the one with the larger summed probability
+      (the row is nudged by < TIE_NUDGE of a vote so its argmax is that winner; rows sum to 1).
+    """
+    probs = np.asarray(window_probs, dtype=np.float64)
+    if probs.ndim != 2:
+        raise ValueError(f"window_probs must be (N_windows, n_classes), got shape {probs.shape}")
+    if len(clip_ids) != len(probs):
+        raise ValueError(f"{len(clip_ids)} clip ids for {len(probs)} windows")
+    if how not in ("majority", "mean"):
+        raise ValueError(f"how must be 'majority' or 'mean', not {how!r}")
+    order: list = []
+    position: dict = {}
+    for c in clip_ids:
+        if c not in position:
+            position[c] = len(order)
+            order.append(c)
+    clip = np.asarray([position[c] for c in clip_ids], dtype=np.int64)
+    n_clips, n_classes = len(order), probs.shape[1]
+    summed = np.zeros((n_clips, n_classes))
+    np.add.at(summed, clip, probs)
+    n_windows = np.bincount(clip, minlength=n_clips).astype(np.float64)[:, None]
+    if how == "mean":
+        return summed / n_windows, order
+    votes = np.zeros((n_clips, n_classes))
+    np.add.at(votes, (clip, probs.argmax(axis=1)), 1.0)
+    # place of each class's summed probability within its clip: 0 = largest (equal sums: lower class first)
+    place = (-summed).argsort(axis=1, kind="stable").argsort(axis=1, kind="stable")
+    score = votes + TIE_NUDGE * (n_classes - place) / (n_classes + 1) * (votes > 0)
+    return score / score.sum(axis=1, keepdims=True), order
