@@ -145,6 +145,212 @@ def features(
         err.print(f"[yellow]skipped[/] {s}", highlight=False)
 
 
+# --- training and evaluation -----------------------------------------------------------------------
+
+DataArgs = Annotated[list[str], typer.Argument(help="Corpus folders or NAME:FOLDER (e.g. emodb:/data/emodb); several are pooled.")]
+ModelOpt = Annotated[Optional[str], typer.Option("--model", help="Model name (see `voxemo models`).")]
+ConfigOpt = Annotated[Optional[Path], typer.Option("--config", help="TOML file: top-level experiment keys, and [train], [frontend], [model], [audio] tables. Flags override it.")]
+TaskOpt = Annotated[Optional[str], typer.Option("--task", help="emotion or gender.  [default: emotion]")]
+ChannelOpt = Annotated[Optional[str], typer.Option("--channel", help="Keep only speech or song clips.")]
+IntensityOpt = Annotated[Optional[str], typer.Option("--intensity", help="Keep only normal or strong clips (RAVDESS).")]
+EmotionsOpt = Annotated[Optional[str], typer.Option("--emotions", help="Keep only these emotions, comma-separated (e.g. neutral,calm,happy,sad,angry,fearful).")]
+GenderOpt = Annotated[Optional[str], typer.Option("--gender", help="Keep only female or male speakers.")]
+EpochsOpt = Annotated[Optional[int], typer.Option("--epochs", help="At most this many epochs.  [default: the model's]")]
+LrOpt = Annotated[Optional[float], typer.Option("--lr", help="Learning rate.  [default: the model's]")]
+BatchOpt = Annotated[Optional[int], typer.Option("--batch-size", help="Clips per step.  [default: the model's]")]
+SeedOpt = Annotated[Optional[int], typer.Option("--seed", help="Seed for folds, initialisation, order and augmentation.  [default: 0]")]
+ResumeOpt = Annotated[bool, typer.Option("--resume", help="Continue an interrupted run from its last finished epoch (and fold).")]
+
+
+def build_experiment(config: Path | None, **flags):
+    """An Experiment from a TOML file and flags (flags win; None flags are ignored)."""
+    import tomllib
+
+    from .cache import AudioSettings
+    from .experiment import PAPER_AUDIO, Experiment
+
+    d: dict = {}
+    if config is not None:
+        if not config.is_file():
+            fail(f"{config}: config file not found")
+        try:
+            d = tomllib.loads(config.read_text())
+        except tomllib.TOMLDecodeError as e:
+            fail(f"{config}: not valid TOML ({e})")
+    train = dict(d.pop("train", {}))
+    frontend = dict(d.pop("frontend", {}))
+    model_overrides = dict(d.pop("model_overrides", d.pop("model_config", {})))
+    audio = {**PAPER_AUDIO.__dict__, **d.pop("audio", {})}
+    for key in ("epochs", "lr", "batch_size"):
+        if flags.get(key) is not None:
+            train[key] = flags.pop(key)
+        flags.pop(key, None)
+    emotions = flags.pop("emotions", None)
+    if emotions:
+        flags["emotions"] = tuple(e.strip() for e in emotions.split(",") if e.strip())
+    d.update({k: v for k, v in flags.items() if v is not None})
+    if not d.get("model"):
+        fail("no model given: pass --model NAME (see `voxemo models`) or set model in the --config file")
+    from .models import list_models
+
+    if d["model"] not in list_models():
+        fail(f"unknown model {d['model']!r}; known: {', '.join(list_models())}")
+    try:
+        exp = Experiment(**d, audio=AudioSettings(**audio), frontend=frontend, model_overrides=model_overrides, train=train)
+        exp.train_config(), exp.frontend_config()
+    except (TypeError, ValueError) as e:
+        fail(f"bad configuration: {e}")
+    return exp
+
+
+def load_data(data: list[str], strict: bool = False):
+    from .corpora import CorpusError
+    from .experiment import load_corpora
+
+    try:
+        return load_corpora(data, strict=strict)
+    except CorpusError as e:
+        fail(str(e))
+
+
+def epoch_printer(bar, task):
+    def on_epoch(r):
+        val = f" val UA {r['val_ua']:.3f} WA {r['val_acc']:.3f}" if "val_ua" in r else ""
+        bar.update(task, advance=1, description=f"epoch {r['epoch'] + 1}: loss {r['train_loss']:.3f} acc {r['train_acc']:.3f}{val}")
+    return on_epoch
+
+
+@app.command("models")
+def models_cmd():
+    """List the registered models with the features they take and the paper settings they train with."""
+    from .models import list_models, model_entry
+
+    t = Table(show_edge=False)
+    for c in ("model", "features", "per window", "training"):
+        t.add_column(c)
+    for name in list_models():
+        e = model_entry(name)
+        f = e.frontend
+        feats = f"{f.kind}" + (f" x{f.chunks} chunks" if f.chunks else "") + (f" windows {f.window_frames}" if f.window_frames else "")
+        t.add_row(name, feats, "yes" if e.per_window else "", ", ".join(f"{k}={v}" for k, v in e.train.items()))
+    console.print(t)
+
+
+@app.command("train")
+def train_cmd(
+    data: DataArgs,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Pipeline path: writes OUT.safetensors and OUT.json.")],
+    model: ModelOpt = None, config: ConfigOpt = None, task: TaskOpt = None, channel: ChannelOpt = None,
+    intensity: IntensityOpt = None, emotions: EmotionsOpt = None, gender: GenderOpt = None,
+    epochs: EpochsOpt = None, lr: LrOpt = None, batch_size: BatchOpt = None, seed: SeedOpt = None,
+    val_speakers: Annotated[Optional[int], typer.Option("--val-speakers", help="Speakers held out for early stopping.  [default: 2]")] = None,
+    resume: ResumeOpt = False, force: ForceOpt = False,
+):
+    """Train one pipeline on the given corpora, a few speakers held out for early stopping."""
+    from .experiment import train_pipeline
+    from .pipeline import pipeline_files
+
+    exp = build_experiment(config, model=model, task=task, channel=channel, intensity=intensity, emotions=emotions,
+                           gender=gender, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, val_speakers=val_speakers)
+    for p in pipeline_files(out):
+        refuse_overwrite(p, force)
+    manifest = load_data(data)
+    ckpt = Path(str(out) + ".checkpoint")
+    with progress_bar() as bar:
+        dec = bar.add_task("decoding", total=len(manifest))
+        ep = bar.add_task("training", total=exp.train_config().epochs)
+        try:
+            pipe, history, m = train_pipeline(manifest, exp, on_epoch=epoch_printer(bar, ep),
+                                              decode_progress=lambda n: bar.advance(dec, n),
+                                              checkpoint_dir=ckpt, resume=resume)
+        except ValueError as e:
+            fail(str(e))
+    pipe.save(out, overwrite=force)
+    import shutil
+
+    shutil.rmtree(ckpt, ignore_errors=True)
+    console.print(f"best epoch {history.best_epoch + 1}; validation speakers {', '.join(pipe.meta['validation_speakers'])}: "
+                  f"UA {m['ua']:.3f}, WA {m['wa']:.3f}, macro-F1 {m['macro_f1']:.3f} (speaker-independent, "
+                  f"{len(pipe.labels)} classes: {', '.join(pipe.labels)})", highlight=False)
+    console.print(f"pipeline written to {pipeline_files(out)[0]} and {pipeline_files(out)[1].name}", highlight=False)
+
+
+@app.command("cv")
+def cv_cmd(
+    data: DataArgs,
+    model: ModelOpt = None,
+    protocol: Annotated[Optional[str], typer.Option("--protocol", help="speaker-kfold, loso, random (speaker-dependent) or repeated-kfold (speaker-dependent).  [default: speaker-kfold]")] = None,
+    folds: Annotated[Optional[int], typer.Option("--folds", help="k of the k-fold protocols.  [default: 6 speaker folds; 10 repeated]")] = None,
+    max_folds: Annotated[Optional[int], typer.Option("--max-folds", help="Run only the first N folds (a quick look; the mean is then over N).")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Run directory.  [default: runs/<model>-<time>]")] = None,
+    config: ConfigOpt = None, task: TaskOpt = None, channel: ChannelOpt = None, intensity: IntensityOpt = None,
+    emotions: EmotionsOpt = None, gender: GenderOpt = None, epochs: EpochsOpt = None, lr: LrOpt = None,
+    batch_size: BatchOpt = None, seed: SeedOpt = None,
+    per_gender: Annotated[Optional[bool], typer.Option("--per-gender/--no-per-gender", help="One model per gender.")] = None,
+    resume: ResumeOpt = False,
+):
+    """Cross-validate a model under a protocol and write a run directory (metrics.json, report.md, plots)."""
+    from .experiment import cross_validate
+    from .report import new_run_dir, summary_table
+
+    exp = build_experiment(config, model=model, protocol=protocol, folds=folds, max_folds=max_folds, task=task,
+                           channel=channel, intensity=intensity, emotions=emotions, gender=gender, epochs=epochs,
+                           lr=lr, batch_size=batch_size, seed=seed, per_gender=per_gender)
+    if out is None:
+        out = new_run_dir("runs", exp.model)
+    elif (out / "metrics.json").exists() and not resume:
+        fail(f"{out} holds a finished run; pass --resume to reuse its folds or choose another --out")
+    elif out.exists() and any(out.glob("fold*")) and not resume:
+        fail(f"{out} holds an unfinished run; pass --resume to continue it or choose another --out")
+    manifest = load_data(data)
+    with progress_bar() as bar:
+        dec = bar.add_task("decoding", total=len(manifest))
+        fold_task = bar.add_task("folds", total=None)
+        ep = bar.add_task("training", total=exp.train_config().epochs)
+
+        def on_fold(i, n, m):
+            bar.update(fold_task, total=n, completed=i + 1, description=f"fold {i + 1}/{n}: UA {m['ua']:.3f}")
+            bar.reset(ep)
+
+        try:
+            metrics = cross_validate(manifest, exp, out, resume=resume, on_fold=on_fold,
+                                     on_epoch=epoch_printer(bar, ep), decode_progress=lambda n: bar.advance(dec, n))
+        except ValueError as e:
+            fail(str(e))
+    console.print(summary_table(metrics))
+    console.print(f"run written to {out}", highlight=False)
+
+
+@app.command("evaluate")
+def evaluate_cmd(
+    pipeline: Annotated[Path, typer.Argument(help="Pipeline path (PIPELINE.json + PIPELINE.safetensors).")],
+    data: DataArgs,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON.")] = False,
+):
+    """Score a saved pipeline on a corpus, also another corpus than it was trained on."""
+    import json
+
+    from .experiment import score_pipeline
+    from .pipeline import PipelineError, load_pipeline
+
+    try:
+        pipe = load_pipeline(pipeline)
+    except PipelineError as e:
+        fail(str(e))
+    manifest = load_data(data)
+    try:
+        m = score_pipeline(pipe, manifest)
+    except ValueError as e:
+        fail(str(e))
+    if json_out:
+        console.print_json(json.dumps(m))
+        return
+    console.print(f"{m['n']} clips, {len(m['classes'])} classes ({', '.join(m['classes'])}); protocol: {m['protocol']}", highlight=False)
+    console.print(f"UA {m['ua']:.3f}  WA {m['wa']:.3f}  macro-F1 {m['macro_f1']:.3f}", highlight=False)
+    if m["unmapped"]:
+        console.print(f"[yellow]left out {m['n_unmapped']} clips whose labels the model does not know:[/] {', '.join(m['unmapped'])}")
+
+
 def main():
     app()
 

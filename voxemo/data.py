@@ -43,15 +43,6 @@ def summarize(manifest: Manifest) -> dict:
     }
 
 
-def pad_stack(waves: Sequence[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Zero-pad 1-D waveforms to the longest: (B, N) float32 and their lengths (B,)."""
-    lengths = torch.tensor([w.shape[0] for w in waves])
-    out = torch.zeros(len(waves), int(lengths.max()))
-    for i, w in enumerate(waves):
-        out[i, : w.shape[0]] = torch.from_numpy(w)
-    return out, lengths
-
-
 @torch.inference_mode()
 def compute_features(
     frontend: Frontend, waves: Sequence[np.ndarray], *, batch_size: int = 32, progress: Progress | None = None,
@@ -59,20 +50,24 @@ def compute_features(
     """Run the front-end over waveforms in batches: features (len, ...) padded along time, and frames per clip.
 
     Clips of unequal length are zero-padded to the longest before the front-end; `lengths` tells
-    how many frames of each row come from the clip itself.
+    how many frames of each row come from the clip itself. The output is allocated once and
+    filled batch by batch (no concatenation of large arrays).
     """
     n_max = max(w.shape[0] for w in waves)
-    chunks, frames = [], []
+    out = None
     for i in range(0, len(waves), batch_size):
-        batch = list(waves[i : i + batch_size])
-        x, lengths = pad_stack(batch)
-        if x.shape[1] < n_max:
-            x = torch.nn.functional.pad(x, (0, n_max - x.shape[1]))
-        chunks.append(frontend(x).numpy())
-        frames.extend(frontend.n_frames(int(n)) for n in lengths)
+        batch = waves[i : i + batch_size]
+        x = torch.zeros(len(batch), n_max)
+        for row, w in enumerate(batch):
+            x[row, : w.shape[0]] = torch.from_numpy(w)
+        f = frontend(x)
+        if out is None:
+            out = np.empty((len(waves), *f.shape[1:]), dtype=np.float32)
+        out[i : i + len(batch)] = f.numpy()
         if progress:
             progress(len(batch))
-    return np.concatenate(chunks), np.asarray(frames)
+    lengths = np.array([frontend.n_frames(w.shape[0]) for w in waves])
+    return out, lengths
 
 
 @dataclass

@@ -1,0 +1,118 @@
+"""Training speed of every registered model on RAVDESS speech, and one voxemo_net fold end to end.
+
+    .venv/bin/python benchmarks/train.py [--data DIR] [--steps 5] [--skip-fold] [--models a,b]
+
+1. For each model: its own front-end and training settings, on batches of real 3 s clips (offset
+   0.5 s); times `--steps` training steps after one warm-up step and prints seconds per step, clips/s
+   and the seconds one epoch of a 6-fold speaker-independent training part would take (1440 clips less
+   a test fold of 240 and 2 validation actors: 1080 clips; for per-window models each clip is several
+   windows, counted as one clip).
+2. One actor-disjoint fold (fold 1 of 6, 4 test actors, 2 validation actors) of voxemo_net trained
+   with its defaults: wall time, best epoch, time to the best epoch, test UA/WA (8 classes).
+   Targets on 2 cores: one fold <= 180 s; a full 6-fold CV <= 20 minutes (6 x the fold time).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from voxemo.augment import Augmenter
+from voxemo.cache import WaveformCache
+from voxemo.corpora import scan
+from voxemo.experiment import PAPER_AUDIO, Experiment, build, cross_validate
+from voxemo.models import list_models
+from voxemo.splits import labels_for
+from voxemo.train import make_optimizer, soft_cross_entropy
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = REPO.parent / "shared" / "data" / "ravdess_speech"
+TRAIN_CLIPS = 1080
+FOLD_TARGET_S = 180
+CV_TARGET_S = 20 * 60
+
+
+def time_model(name: str, waves: torch.Tensor, labels: torch.Tensor, classes: list[str], steps: int) -> tuple[float, int]:
+    exp = Experiment(model=name)
+    cfg = exp.train_config()
+    pipe = build(exp, classes)
+    pipe.normalizer.fit(pipe.frontend(waves[:64]))
+    opt = make_optimizer(pipe.model.parameters(), cfg)
+    aug = Augmenter(cfg.augment)
+    gen = torch.Generator().manual_seed(0)
+    bs = cfg.batch_size
+    pipe.train()
+
+    def step(i):
+        idx = torch.arange(i * bs, (i + 1) * bs) % waves.shape[0]
+        x, y = aug.augment_waves(waves[idx], gen), labels[idx]
+        feats = aug.augment_features(pipe.features(x), gen)
+        logits = pipe.logits(feats)
+        target = torch.nn.functional.one_hot(y, len(classes)).float()
+        if pipe.per_window:
+            target = target[:, None].expand(-1, logits.shape[1], -1)
+        loss = soft_cross_entropy(logits, target, None, 0.0)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+    step(0)
+    t = time.perf_counter()
+    for i in range(1, steps + 1):
+        step(i)
+    return (time.perf_counter() - t) / steps, bs
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    ap.add_argument("--steps", type=int, default=5)
+    ap.add_argument("--models", default=None, help="comma-separated subset (default: all)")
+    ap.add_argument("--skip-fold", action="store_true")
+    args = ap.parse_args()
+    torch.set_num_threads(2)
+    print(f"torch threads: {torch.get_num_threads()}")
+    utts = scan(args.data)
+    y, classes = labels_for(utts)
+    rng = np.random.default_rng(0)
+    pick = rng.choice(len(utts), 256, replace=False)
+    with tempfile.TemporaryDirectory() as tmp:
+        waves = torch.from_numpy(np.stack(WaveformCache(PAPER_AUDIO, tmp).load_many([utts[i].path for i in pick])))
+    labels = torch.as_tensor(y[pick])
+    names = args.models.split(",") if args.models else list_models()
+    print(f"\n{'model':22s} {'batch':>5s} {'s/step':>8s} {'clips/s':>8s} {'s/epoch (1080 clips)':>21s}")
+    for name in names:
+        per_step, bs = time_model(name, waves, labels, classes, args.steps)
+        print(f"{name:22s} {bs:5d} {per_step:8.3f} {bs / per_step:8.1f} {math.ceil(TRAIN_CLIPS / bs) * per_step:21.1f}")
+    if args.skip_fold:
+        return
+    print("\nvoxemo_net, fold 1 of 6 (speaker-independent, 8 classes), its default training:")
+    epoch_times = []
+    t0 = time.perf_counter()
+    last = [t0]
+
+    def on_epoch(r):
+        now = time.perf_counter()
+        epoch_times.append(now - last[0])
+        last[0] = now
+
+    with tempfile.TemporaryDirectory() as run:
+        m = cross_validate(utts, Experiment(model="voxemo_net", max_folds=1), Path(run), on_epoch=on_epoch)
+    wall = time.perf_counter() - t0
+    f = m["folds"][0]
+    to_best = sum(epoch_times[: f["best_epoch"] + 1])
+    print(f"  wall {wall:.1f} s (decoding included), {len(epoch_times)} epochs, {np.mean(epoch_times):.1f} s/epoch")
+    print(f"  best epoch {f['best_epoch'] + 1}, reached after {to_best:.1f} s of training")
+    print(f"  test UA {f['ua']:.3f}, WA {f['wa']:.3f}, macro-F1 {f['macro_f1']:.3f} (actors {f['fold']})")
+    print(f"  one fold {wall:.0f} s vs target {FOLD_TARGET_S} s: {'met' if wall <= FOLD_TARGET_S else 'NOT met'}")
+    print(f"  6 folds ~ {6 * wall / 60:.1f} min vs target {CV_TARGET_S // 60} min: {'met' if 6 * wall <= CV_TARGET_S else 'NOT met'}")
+
+
+if __name__ == "__main__":
+    main()

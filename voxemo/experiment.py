@@ -1,0 +1,276 @@
+"""Experiments: from corpora and a model name to trained pipelines and honest numbers.
+
+`Experiment` is the full configuration of a run (model, task, filters, protocol, audio, front-end,
+training); `cross_validate` runs a protocol fold by fold into a run directory (resumable: finished
+folds are kept, the running fold continues from its checkpoint); `train_pipeline` trains one
+pipeline with validation speakers held out for early stopping; `score_pipeline` scores a saved
+pipeline on any corpus, mapping the emotion names the two share.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+
+from .cache import AudioSettings, WaveformCache
+from .corpora import Manifest, Utterance, parse_data_arg, scan
+from .evaluate import aggregate, classification_metrics
+from .features import FrontendConfig
+from .pipeline import Pipeline
+from .splits import Fold, check_no_leak, filter_utterances, labels_for, make_folds
+from .train import History, TrainConfig, evaluate_waves, fit
+
+PAPER_AUDIO = AudioSettings(sample_rate=16000, offset=0.5, duration=3.0)  # the papers' crop
+
+
+@dataclass
+class Experiment:
+    """Everything that decides a run; written to config.json."""
+
+    model: str  # a name from voxemo.models.list_models()
+    task: str = "emotion"  # "emotion" or "gender"
+    protocol: str = "speaker-kfold"  # "speaker-kfold", "loso", "random", "repeated-kfold"
+    folds: int | None = None  # k of the k-fold protocols (default 6 speaker folds, 10 repeated)
+    repeats: int | None = None  # repeated-kfold repeats (default 5)
+    ratios: tuple[float, float, float] | None = None  # random: train/val/test (default 0.8/0.1/0.1)
+    val_speakers: int | None = None  # validation speakers drawn from each fold's training speakers
+    max_folds: int | None = None  # run only the first this many folds (quick runs)
+    seed: int = 0
+    channel: str | None = None  # filter: "speech" or "song"
+    intensity: str | None = None  # filter: "normal" or "strong"
+    emotions: tuple[str, ...] | None = None  # filter: keep only these emotions
+    gender: str | None = None  # filter: "female" or "male"
+    per_gender: bool = False  # train one model per gender and route by the true gender
+    audio: AudioSettings = PAPER_AUDIO
+    frontend: dict = field(default_factory=dict)  # overrides of the model's own front-end
+    model_overrides: dict = field(default_factory=dict)  # overrides of the model's hyper-parameters
+    train: dict = field(default_factory=dict)  # overrides of the model's training defaults
+
+    def __post_init__(self):
+        if isinstance(self.audio, dict):
+            self.audio = AudioSettings(**self.audio)
+        if self.emotions is not None:
+            self.emotions = tuple(self.emotions)
+        if self.ratios is not None:
+            self.ratios = tuple(self.ratios)
+
+    def entry(self):
+        from .models import model_entry
+
+        return model_entry(self.model)
+
+    def frontend_config(self) -> FrontendConfig:
+        base = self.entry().frontend.to_dict()
+        return FrontendConfig.from_dict({**base, "sample_rate": self.audio.sample_rate, **self.frontend})
+
+    def train_config(self) -> TrainConfig:
+        known = {f.name for f in dataclasses.fields(TrainConfig)}
+        paper = {k: v for k, v in self.entry().train.items() if k in known}
+        return TrainConfig.from_dict({**paper, "seed": self.seed, **self.train})
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["frontend_resolved"] = self.frontend_config().to_dict()
+        d["train_resolved"] = self.train_config().to_dict()
+        return d
+
+    def select(self, manifest: Sequence[Utterance]) -> list[Utterance]:
+        return filter_utterances(manifest, channel=self.channel, intensity=self.intensity,
+                                 emotions=self.emotions, gender=self.gender)
+
+
+def load_corpora(data: Sequence[str], *, strict: bool = False) -> Manifest:
+    """Scan one or more corpora given as folders or `name:folder`; their utterances concatenated."""
+    out = Manifest()
+    for arg in data:
+        name, root = parse_data_arg(arg)
+        out = out + scan(root, name, strict=strict)
+    return out
+
+
+def load_waves(utts: Sequence[Utterance], audio: AudioSettings, progress: Callable[[int], None] | None = None,
+               cache_dir=None) -> torch.Tensor:
+    """Decoded clips as one (B, N) tensor (the audio settings must fix the duration)."""
+    if audio.duration is None:
+        raise ValueError("training needs clips of one length: set audio.duration (the papers use 3 s)")
+    waves = WaveformCache(audio, cache_dir).load_many([u.path for u in utts], progress=progress)
+    return torch.from_numpy(np.stack(waves))
+
+
+def build(exp: Experiment, classes: list[str]) -> Pipeline:
+    """A fresh pipeline for the experiment, initialised from its seed."""
+    from .models import create_model
+    from .features import Frontend
+
+    entry = exp.entry()
+    fcfg = exp.frontend_config()
+    n = int(round(exp.audio.duration * exp.audio.sample_rate))
+    probe = Frontend(fcfg)(torch.zeros(1, n))
+    input_shape = tuple(probe.shape[2:] if entry.per_window else probe.shape[1:])
+    torch.manual_seed(exp.seed)
+    model = create_model(exp.model, n_classes=len(classes), input_shape=input_shape, **exp.model_overrides)
+    return Pipeline(fcfg, model, classes, audio=exp.audio, per_window=entry.per_window, task=exp.task)
+
+
+def train_fold(exp: Experiment, waves: torch.Tensor, labels: torch.Tensor, classes: list[str], fold: Fold, *,
+               checkpoint_dir=None, resume=False, on_epoch=None) -> tuple[Pipeline, History, dict]:
+    """Train on fold.train (early stopping on fold.val), score on fold.test: (pipeline, history, metrics)."""
+    pipe = build(exp, classes)
+    tr, va, te = (torch.as_tensor(i, dtype=torch.long) for i in (fold.train, fold.val, fold.test))
+    val = (waves[va], labels[va]) if len(va) else None
+    history = fit(pipe, (waves[tr], labels[tr]), val, exp.train_config(),
+                  checkpoint_dir=checkpoint_dir, resume=resume, on_epoch=on_epoch)
+    probs, _ = evaluate_waves(pipe, waves[te])
+    m = classification_metrics(labels[te].numpy(), probs.argmax(1), list(range(len(classes))))
+    m["classes"] = classes
+    m.update(fold=fold.name, best_epoch=history.best_epoch, epochs_run=len(history.epochs),
+             n_train=len(tr), n_val=len(va), n_test=len(te))
+    return pipe, history, m
+
+
+def cross_validate(manifest: Sequence[Utterance], exp: Experiment, run_dir: Path, *, resume: bool = False,
+                   on_fold: Callable[[int, int, dict], None] | None = None,
+                   on_epoch: Callable[[dict], None] | None = None,
+                   decode_progress: Callable[[int], None] | None = None) -> dict:
+    """Run `exp.protocol` over the selected utterances; write the run directory; return metrics.json's dict."""
+    from .report import write_run
+
+    utts = exp.select(manifest)
+    if not utts:
+        raise ValueError("no utterances left after the filters")
+    y, classes = labels_for(utts, exp.task)
+    folds = make_folds(exp.protocol, utts, y, folds=exp.folds, seed=exp.seed, ratios=exp.ratios,
+                       repeats=exp.repeats, val_speakers=exp.val_speakers)
+    if exp.max_folds:
+        folds = folds[: exp.max_folds]
+    waves = load_waves(utts, exp.audio, decode_progress)
+    labels = torch.as_tensor(y, dtype=torch.long)
+    genders = np.array([u.gender for u in utts])
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.json").write_text(json.dumps(exp.to_dict(), indent=2))
+    fold_metrics, histories = [], []
+    t0 = time.perf_counter()
+    for i, fold in enumerate(folds):
+        fold_dir = run_dir / f"fold{i + 1:02d}"
+        done_file = fold_dir / "metrics.json"
+        if resume and done_file.is_file():
+            saved = json.loads(done_file.read_text())
+            m, h = saved["metrics"], saved["history"]
+        else:
+            if fold.speaker_independent:
+                check_no_leak(fold, [u.speaker for u in utts])
+            if exp.per_gender:
+                m, h = _per_gender_fold(exp, waves, labels, classes, fold, genders, fold_dir, resume, on_epoch)
+            else:
+                _, history, m = train_fold(exp, waves, labels, classes, fold, checkpoint_dir=fold_dir,
+                                           resume=resume, on_epoch=on_epoch)
+                h = history.curves()
+            fold_dir.mkdir(parents=True, exist_ok=True)
+            done_file.write_text(json.dumps({"metrics": m, "history": h}))
+        fold_metrics.append(m)
+        histories.append(h)
+        if on_fold:
+            on_fold(i, len(folds), m)
+    agg = aggregate(fold_metrics)
+    metrics = {
+        "protocol": exp.protocol,
+        "speaker_independent": folds[0].speaker_independent,
+        "task": exp.task,
+        "model": exp.model,
+        "classes": classes,
+        "n_utterances": len(utts),
+        "n_speakers": len({u.speaker for u in utts}),
+        "seconds": round(time.perf_counter() - t0, 1),
+        **agg,
+        "folds": fold_metrics,
+    }
+    counts = {c: int((y == k).sum()) for k, c in enumerate(classes)}
+    write_run(run_dir, config=exp.to_dict(), metrics=metrics, histories=histories, class_counts=counts,
+              title=f"{exp.model} on {exp.task}: {exp.protocol}", overwrite=True)
+    return metrics
+
+
+def _per_gender_fold(exp, waves, labels, classes, fold, genders, fold_dir, resume, on_epoch):
+    """One model per gender on that gender's clips; each test clip scored by its gender's model."""
+    preds = np.empty(len(fold.test), dtype=np.int64)
+    curves = {}
+    for g in ("female", "male"):
+        part = Fold(f"{fold.name} [{g}]", fold.protocol, fold.speaker_independent,
+                    fold.train[genders[fold.train] == g], fold.val[genders[fold.val] == g],
+                    fold.test[genders[fold.test] == g])
+        if len(part.test) == 0:
+            continue
+        pipe, history, _ = train_fold(exp, waves, labels, classes, part, checkpoint_dir=fold_dir / g,
+                                      resume=resume, on_epoch=on_epoch)
+        probs, _ = evaluate_waves(pipe, waves[torch.as_tensor(part.test)])
+        preds[genders[fold.test] == g] = probs.argmax(1)
+        curves[g] = history.curves()
+    m = classification_metrics(labels[torch.as_tensor(fold.test)].numpy(), preds, list(range(len(classes))))
+    m.update(classes=classes, fold=fold.name, n_test=len(fold.test))
+    h = curves.get("female") or curves.get("male") or {}
+    return m, h
+
+
+def train_pipeline(manifest: Sequence[Utterance], exp: Experiment, *, on_epoch=None, decode_progress=None,
+                   checkpoint_dir=None, resume=False) -> tuple[Pipeline, History, dict]:
+    """Train one pipeline on all selected speakers but a few held out for early stopping.
+
+    The held-out speakers (exp.val_speakers, default 2, gender-balanced) are the pipeline's
+    validation set; its metrics on them are saved in the pipeline (speaker-independent).
+    """
+    from .splits import holdout_speakers
+
+    utts = exp.select(manifest)
+    y, classes = labels_for(utts, exp.task)
+    fold = holdout_speakers(utts, n=exp.val_speakers or 2, seed=exp.seed)
+    waves = load_waves(utts, exp.audio, decode_progress)
+    labels = torch.as_tensor(y, dtype=torch.long)
+    pipe = build(exp, classes)
+    tr, va = torch.as_tensor(fold.train), torch.as_tensor(fold.val)
+    history = fit(pipe, (waves[tr], labels[tr]), (waves[va], labels[va]), exp.train_config(),
+                  on_epoch=on_epoch, checkpoint_dir=checkpoint_dir, resume=resume)
+    probs, _ = evaluate_waves(pipe, waves[va])
+    m = classification_metrics(labels[va].numpy(), probs.argmax(1), list(range(len(classes))))
+    pipe.meta.update(
+        corpora=sorted({u.corpus for u in utts}),
+        n_train=len(tr),
+        protocol="speaker-holdout",
+        validation_speakers=sorted({utts[i].speaker for i in fold.val}),
+        validation_metrics={"ua": m["ua"], "wa": m["wa"], "macro_f1": m["macro_f1"], "classes": classes},
+        experiment=exp.to_dict(),
+    )
+    return pipe, history, m
+
+
+def score_pipeline(pipe: Pipeline, manifest: Sequence[Utterance], *, decode_progress=None) -> dict:
+    """Score a pipeline on a corpus, also another corpus than it was trained on.
+
+    Clips whose label the pipeline does not know are left out and reported under "unmapped";
+    predictions are restricted to the labels the corpus has, so a 7-class model scored on a corpus
+    sharing 5 of its classes chooses among those 5.
+    """
+    attr = pipe.task
+    known = [u for u in manifest if getattr(u, attr) in pipe.labels]
+    unmapped = sorted({getattr(u, attr) for u in manifest} - set(pipe.labels))
+    if not known:
+        raise ValueError(f"none of the corpus's labels ({', '.join(unmapped)}) is among the pipeline's ({', '.join(pipe.labels)})")
+    shared = [c for c in pipe.labels if any(getattr(u, attr) == c for u in known)]
+    audio = pipe.audio if pipe.audio.duration else dataclasses.replace(pipe.audio, duration=3.0)
+    waves = load_waves(known, audio, decode_progress)
+    probs, _ = evaluate_waves(pipe, waves)
+    cols = [pipe.labels.index(c) for c in shared]
+    pred = probs[:, cols].argmax(1)
+    y = np.array([shared.index(getattr(u, attr)) for u in known])
+    m = classification_metrics(y, pred, list(range(len(shared))))
+    m.update(classes=shared, unmapped=unmapped, n_unmapped=len(manifest) - len(known), n=len(known),
+             protocol="held-out corpus" if not set(pipe.meta.get("corpora", [])) & {u.corpus for u in known}
+             else "same corpus (speakers may overlap training)")
+    return m

@@ -1,0 +1,83 @@
+"""Model registry (timm-style): `@register_model` on tiny functions that only fix hyper-parameters.
+
+Every model maps the features its front-end makes to logits (B, K). Each registered function takes
+keyword overrides of its config dataclass (`n_classes` and `input_shape` among them) and returns a
+module with `.config` (that dataclass) and `.name`, so `create_model(name, **asdict(model.config))`
+rebuilds the same architecture: that is how a saved pipeline is loaded.
+
+The registry also keeps, per model, the front-end it eats by default (`frontend`), the paper's
+training settings (`train`), and whether it classifies fixed windows of a clip (`per_window`: the
+front-end then cuts (B, C, F, W) windows, the model sees (B, F, W), and a clip's label comes from
+its windows).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Callable
+
+from torch import nn
+
+from ..features import FrontendConfig
+
+
+@dataclass(frozen=True)
+class Entry:
+    name: str
+    fn: Callable[..., nn.Module]
+    frontend: FrontendConfig
+    train: dict = field(default_factory=dict)
+    per_window: bool = False
+    doc: str = ""
+
+
+_REGISTRY: dict[str, Entry] = {}
+
+
+def register_model(*, frontend: FrontendConfig, train: dict | None = None, per_window: bool = False):
+    def wrap(fn):
+        _REGISTRY[fn.__name__] = Entry(fn.__name__, fn, frontend, dict(train or {}), per_window, (fn.__doc__ or "").strip())
+        return fn
+
+    return wrap
+
+
+def list_models() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def model_entry(name: str) -> Entry:
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown model {name!r}; known: {', '.join(list_models())}")
+    return _REGISTRY[name]
+
+
+def create_model(name: str, **overrides) -> nn.Module:
+    """Build a registered model; `None` overrides are ignored so CLI defaults never shadow the model's."""
+    entry = model_entry(name)
+    kwargs = {k: v for k, v in overrides.items() if v is not None}
+    if "input_shape" in kwargs:
+        kwargs["input_shape"] = tuple(kwargs["input_shape"])
+    model = entry.fn(**kwargs)
+    model.name = name
+    return model
+
+
+def build(config_cls, module_cls, defaults: dict, overrides: dict) -> nn.Module:
+    """Config from the registered defaults and the overrides (unknown keys are an error), then the module."""
+    known = {f.name for f in dataclasses.fields(config_cls)}
+    unknown = set(overrides) - known
+    if unknown:
+        raise TypeError(f"{config_cls.__name__}: unknown fields {sorted(unknown)}")
+    cfg = config_cls(**{**defaults, **overrides})
+    for f in dataclasses.fields(cfg):  # JSON gives lists back where the config holds tuples
+        object.__setattr__(cfg, f.name, _tuples(getattr(cfg, f.name)))
+    return module_cls(cfg)
+
+
+def _tuples(v):
+    return tuple(_tuples(x) for x in v) if isinstance(v, (list, tuple)) else v
+
+
+from . import cnn, conv1d_lstm, rnn, td_cnn, transformer, voxemo_net  # noqa: E402,F401  (registration)

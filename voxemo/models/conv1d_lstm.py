@@ -1,0 +1,101 @@
+"""Conv1D-LSTM on MFCC frames (seed 000_9bc1).
+
+The paper: 12 MFCCs; Conv1D 256 filters, kernel 5 -> BatchNorm -> two LSTM(256) -> Dropout ->
+Flatten -> two Dense -> a second group Conv1D + two LSTM with Dropout between -> Flatten -> Dense ->
+softmax; Adam, lr 0.01. The speech variant drops the Dropout between the second group's LSTMs.
+
+Choices where the paper is vague (ours):
+- a MaxPool of 4 over time after the first Conv1D keeps the first Flatten at T/4 x 256 (the paper's
+  frames of [32, 256] suggest it pooled too);
+- the two Dense layers are 256 wide; the second's output is read as a sequence of 32 steps of 8
+  features, which the second group's Conv1D (kernel 5, 256 filters) scans;
+- dropout 0.2; ReLU after each Conv1D; gradient clipping at 1.0 in training (lr 0.01 with LSTMs
+  diverges without it).
+Input (B, n_mfcc, T) with T fixed by `input_shape` (the Flatten needs it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ..features import FrontendConfig
+from . import build, register_model
+
+
+@dataclass(frozen=True)
+class Conv1DLSTMConfig:
+    n_classes: int = 6
+    input_shape: tuple[int, ...] = (12, 301)  # (n_mfcc, T)
+    filters: int = 256  # Conv1D filters, both groups
+    kernel: int = 5  # Conv1D kernel, both groups
+    pool: int = 4  # time pooling after the first Conv1D (our choice)
+    lstm: int = 256  # LSTM units, all four
+    dense: int = 256  # width of the first group's two Dense layers (= 32 x 8 for the second group)
+    seq_steps: int = 32  # the second group reads the Dense output as seq_steps x (dense / seq_steps)
+    dropout: float = 0.2
+    dropout_between_lstms: bool = True  # song variant True; speech variant False
+
+
+class LSTMPair(nn.Module):
+    """Two LSTMs, with optional dropout between them: (B, T, C) -> (B, T, H)."""
+
+    def __init__(self, c_in: int, hidden: int, dropout_between: float):
+        super().__init__()
+        self.first = nn.LSTM(c_in, hidden, batch_first=True)
+        self.drop = nn.Dropout(dropout_between)
+        self.second = nn.LSTM(hidden, hidden, batch_first=True)
+
+    def forward(self, x):
+        x, _ = self.first(x)
+        x, _ = self.second(self.drop(x))
+        return x
+
+
+class Conv1DLSTM(nn.Module):
+    def __init__(self, cfg: Conv1DLSTMConfig):
+        super().__init__()
+        self.config = cfg
+        c_in, t = cfg.input_shape
+        between = cfg.dropout if cfg.dropout_between_lstms else 0.0
+        self.conv1 = nn.Sequential(nn.Conv1d(c_in, cfg.filters, cfg.kernel, padding=cfg.kernel // 2),
+                                   nn.BatchNorm1d(cfg.filters), nn.ReLU(), nn.MaxPool1d(cfg.pool))
+        self.lstm1 = LSTMPair(cfg.filters, cfg.lstm, between)
+        self.drop1 = nn.Dropout(cfg.dropout)
+        t1 = t // cfg.pool
+        self.dense1 = nn.Sequential(nn.Linear(t1 * cfg.lstm, cfg.dense), nn.ReLU(),
+                                    nn.Linear(cfg.dense, cfg.dense), nn.ReLU())
+        feat2 = cfg.dense // cfg.seq_steps
+        self.conv2 = nn.Sequential(nn.Conv1d(feat2, cfg.filters, cfg.kernel, padding=cfg.kernel // 2),
+                                   nn.BatchNorm1d(cfg.filters), nn.ReLU())
+        self.lstm2 = LSTMPair(cfg.filters, cfg.lstm, between)
+        self.drop2 = nn.Dropout(cfg.dropout)
+        self.head = nn.Linear(cfg.seq_steps * cfg.lstm, cfg.n_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b = x.shape[0]
+        h = self.conv1(x).transpose(1, 2)  # (B, T/pool, filters)
+        h = self.drop1(self.lstm1(h)).flatten(1)  # (B, T/pool * lstm)
+        h = self.dense1(h)  # (B, dense)
+        h = h.view(b, self.config.seq_steps, -1).transpose(1, 2)  # (B, dense / steps, steps)
+        h = self.conv2(h).transpose(1, 2)  # (B, steps, filters)
+        h = self.drop2(self.lstm2(h)).flatten(1)  # (B, steps * lstm)
+        return self.head(h)
+
+
+MFCC12 = FrontendConfig(kind="mfcc", n_mfcc=12, n_mels=40)
+PAPER_TRAIN = {"optimizer": "adam", "lr": 0.01, "batch_size": 32, "epochs": 60, "patience": 15, "grad_clip": 1.0}
+
+
+@register_model(frontend=MFCC12, train=PAPER_TRAIN)
+def conv1d_lstm(**kw):
+    """Seed 000_9bc1's Conv1D-LSTM, song variant (dropout between the LSTMs)."""
+    return build(Conv1DLSTMConfig, Conv1DLSTM, {}, kw)
+
+
+@register_model(frontend=MFCC12, train=PAPER_TRAIN)
+def conv1d_lstm_speech(**kw):
+    """Seed 000_9bc1's Conv1D-LSTM, speech variant (no dropout between the LSTMs)."""
+    return build(Conv1DLSTMConfig, Conv1DLSTM, {"dropout_between_lstms": False}, kw)

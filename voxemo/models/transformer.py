@@ -1,0 +1,68 @@
+"""Transformer encoder over feature frames (seed 003_2f41), on MFCC or log-mel.
+
+Each frame is projected to d_model, sinusoidal positions are added (any length T works), pre-norm
+encoder layers (batch first), mean over time, Linear. Adam lr 1e-3, weight decay 1e-4. Sizes are
+ours (the paper gives none): d_model 128, 4 heads, 3 layers, feed-forward 256, dropout 0.1.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ..features import FrontendConfig
+from . import build, register_model
+from .cnn import SEED003_TRAIN
+
+
+@dataclass(frozen=True)
+class TransformerConfig:
+    n_classes: int = 8
+    input_shape: tuple[int, ...] = (40, 301)  # (F, T)
+    d_model: int = 128
+    heads: int = 4
+    layers: int = 3
+    ff: int = 256
+    dropout: float = 0.1
+
+
+def sinusoids(t: int, d: int) -> torch.Tensor:
+    """(t, d) sinusoidal position encoding (Vaswani et al.)."""
+    pos = torch.arange(t, dtype=torch.float32)[:, None]
+    div = torch.exp(torch.arange(0, d, 2, dtype=torch.float32) * (-math.log(10000.0) / d))
+    pe = torch.zeros(t, d)
+    pe[:, 0::2] = torch.sin(pos * div)
+    pe[:, 1::2] = torch.cos(pos * div)
+    return pe
+
+
+class TransformerClassifier(nn.Module):
+    def __init__(self, cfg: TransformerConfig):
+        super().__init__()
+        self.config = cfg
+        self.proj = nn.Linear(cfg.input_shape[0], cfg.d_model)
+        layer = nn.TransformerEncoderLayer(cfg.d_model, cfg.heads, cfg.ff, cfg.dropout, batch_first=True, norm_first=True)
+        self.encoder = nn.TransformerEncoder(layer, cfg.layers, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(cfg.d_model)
+        self.head = nn.Linear(cfg.d_model, cfg.n_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.proj(x.transpose(1, 2))  # (B, T, d_model)
+        h = h + sinusoids(h.shape[1], h.shape[2]).to(h)
+        h = self.norm(self.encoder(h))
+        return self.head(h.mean(1))
+
+
+@register_model(frontend=FrontendConfig(kind="mfcc", n_mfcc=40), train=SEED003_TRAIN)
+def transformer(**kw):
+    """Seed 003_2f41's Transformer on MFCC."""
+    return build(TransformerConfig, TransformerClassifier, {}, kw)
+
+
+@register_model(frontend=FrontendConfig(kind="logmel", n_mels=128), train=SEED003_TRAIN)
+def transformer_mel(**kw):
+    """Seed 003_2f41's Transformer on log-mel."""
+    return build(TransformerConfig, TransformerClassifier, {"input_shape": (128, 301)}, kw)

@@ -1,0 +1,191 @@
+"""A `Pipeline` goes from waveforms to named classes: Frontend -> Normalizer -> Model -> probabilities.
+
+Saved as two files side by side, and loading never runs code:
+- `<name>.safetensors`: the model's weights and the normaliser's statistics;
+- `<name>.json`: front-end and audio settings, model name and config, label names, task, training
+  settings, protocol and metrics, voxemo version.
+
+Letters: B batch, N samples, C windows per clip, F feature bins, T frames, W frames per window,
+K classes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from . import __version__
+from .cache import AudioSettings
+from .features import Frontend, FrontendConfig
+
+FORMAT = "voxemo-pipeline/1"
+
+
+class Normalizer(nn.Module):
+    """Per-feature-bin standardisation with statistics from training data only.
+
+    Feature maps (B, F, T) and windows (B, C, F, W) are standardised per bin F; a 1-D series (B, T)
+    with one mean and std.
+    """
+
+    def __init__(self, n_bins: int):
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(n_bins))
+        self.register_buffer("std", torch.ones(n_bins))
+
+    @torch.no_grad()
+    def fit(self, feats: torch.Tensor) -> "Normalizer":
+        """feats: training features (B, F, T), (B, C, F, W) or (B, T)."""
+        if feats.dim() == 2:
+            self.mean.fill_(feats.mean())
+            self.std.fill_(feats.std().clamp_min(1e-5))
+        else:
+            per_bin = feats.movedim(-2, 0).reshape(feats.shape[-2], -1)  # (F, everything else)
+            self.mean.copy_(per_bin.mean(1))
+            self.std.copy_(per_bin.std(1).clamp_min(1e-5))
+        return self
+
+    def forward(self, f: torch.Tensor) -> torch.Tensor:
+        if f.dim() == 2:
+            return (f - self.mean[0]) / self.std[0]
+        return (f - self.mean[:, None]) / self.std[:, None]
+
+
+class Pipeline(nn.Module):
+    """Waveforms (B, N) at `audio.sample_rate` -> class probabilities (B, K).
+
+    For a per-window model (it classifies fixed windows of a clip) the clip's probabilities are the
+    mean of its windows' probabilities; `window_logits` gives the windows themselves.
+    """
+
+    def __init__(self, frontend: FrontendConfig, model: nn.Module, labels: list[str], *,
+                 audio: AudioSettings = AudioSettings(), per_window: bool = False, task: str = "emotion",
+                 meta: dict | None = None):
+        super().__init__()
+        self.frontend = Frontend(frontend)
+        n_bins = 1 if frontend.kind == "mean_mfcc" else self._n_bins(frontend)
+        self.normalizer = Normalizer(n_bins)
+        self.model = model
+        self.labels = list(labels)
+        self.audio = audio
+        self.per_window = per_window
+        self.task = task
+        self.meta = dict(meta or {})  # training corpora, protocol, metrics, train config ...
+
+    @staticmethod
+    def _n_bins(cfg: FrontendConfig) -> int:
+        return {"logmel": cfg.n_mels, "mfcc": cfg.n_mfcc, "stft": cfg.n_fft // 2}[cfg.kind]
+
+    def features(self, waves: torch.Tensor) -> torch.Tensor:
+        """(B, N) -> normalised features: (B, F, T), (B, T) or (B, C, F, W)."""
+        with torch.no_grad():
+            f = self.frontend(waves)
+        return self.normalizer(f)
+
+    def logits(self, feats: torch.Tensor) -> torch.Tensor:
+        """Normalised features -> logits (B, K), or (B, C, K) for a per-window model."""
+        if not self.per_window:
+            return self.model(feats)
+        b, c = feats.shape[:2]
+        return self.model(feats.flatten(0, 1)).unflatten(0, (b, c))  # (B, C, K)
+
+    def forward(self, waves: torch.Tensor) -> torch.Tensor:
+        out = self.logits(self.features(waves)).softmax(-1)
+        return out.mean(1) if self.per_window else out  # (B, K)
+
+    # --- files ----------------------------------------------------------------------------------
+    def describe(self) -> dict:
+        return {
+            "format": FORMAT,
+            "voxemo_version": __version__,
+            "task": self.task,
+            "labels": self.labels,
+            "audio": dataclasses.asdict(self.audio),
+            "frontend": self.frontend.cfg.to_dict(),
+            "model": {"name": self.model.name, "config": _jsonable(dataclasses.asdict(self.model.config))},
+            "per_window": self.per_window,
+            **self.meta,
+        }
+
+    def save(self, path: str | os.PathLike, *, overwrite: bool = False) -> tuple[Path, Path]:
+        """Write `<path>.safetensors` and `<path>.json` (a suffix on `path` is ignored)."""
+        from safetensors.torch import save_file
+
+        weights, config = pipeline_files(path)
+        for p in (weights, config):
+            if p.exists() and not overwrite:
+                raise FileExistsError(f"{p} exists; pass overwrite=True (CLI: --force) to replace it")
+        weights.parent.mkdir(parents=True, exist_ok=True)
+        state = {k: v.detach().contiguous() for k, v in self.state_dict().items()}
+        save_file(state, str(weights), metadata={"format": FORMAT})
+        config.write_text(json.dumps(self.describe(), indent=2))
+        return weights, config
+
+
+def pipeline_files(path: str | os.PathLike) -> tuple[Path, Path]:
+    p = Path(path)
+    if p.suffix in (".safetensors", ".json"):
+        p = p.with_suffix("")
+    return p.with_name(p.name + ".safetensors"), p.with_name(p.name + ".json")
+
+
+def _jsonable(obj):
+    if isinstance(obj, dict):
+        return {k: _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    return obj
+
+
+class PipelineError(Exception):
+    """A pipeline file is missing, damaged, or from an incompatible version."""
+
+
+def build_pipeline(desc: dict) -> Pipeline:
+    """A Pipeline with fresh weights from a description (the JSON half of a pipeline file)."""
+    from .models import create_model
+
+    model = create_model(desc["model"]["name"], **desc["model"]["config"])
+    meta = {k: v for k, v in desc.items() if k not in
+            {"format", "voxemo_version", "task", "labels", "audio", "frontend", "model", "per_window"}}
+    return Pipeline(FrontendConfig.from_dict(desc["frontend"]), model, desc["labels"],
+                    audio=AudioSettings(**desc["audio"]), per_window=desc["per_window"],
+                    task=desc.get("task", "emotion"), meta=meta)
+
+
+def load_pipeline(path: str | os.PathLike) -> Pipeline:
+    """Load `<path>.json` + `<path>.safetensors`; no pickle, no code from the file is run."""
+    from safetensors.torch import load_file
+
+    weights, config = pipeline_files(path)
+    for p in (config, weights):
+        if not p.is_file():
+            raise PipelineError(f"{p}: pipeline file not found")
+    try:
+        desc = json.loads(config.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise PipelineError(f"{config}: not a voxemo pipeline description ({e})") from None
+    if desc.get("format") != FORMAT:
+        raise PipelineError(f"{config}: format {desc.get('format')!r} is not {FORMAT!r}")
+    pipe = build_pipeline(desc)
+    try:
+        state = load_file(str(weights))
+        pipe.load_state_dict(state, strict=True)
+    except (RuntimeError, OSError, ValueError) as e:
+        raise PipelineError(f"{weights}: weights do not fit the description ({e})") from None
+    return pipe.eval()
+
+
+@torch.inference_mode()
+def predict_proba(pipe: Pipeline, waves: torch.Tensor | np.ndarray, *, batch_size: int = 64) -> np.ndarray:
+    """Class probabilities (B, K) for a stack of equal-length waveforms (B, N)."""
+    pipe.eval()
+    waves = torch.as_tensor(waves)
+    out = [pipe(waves[i : i + batch_size]) for i in range(0, waves.shape[0], batch_size)]
+    return torch.cat(out).numpy()

@@ -1,0 +1,336 @@
+"""The training loop: one `fit` for every model.
+
+Optimisers Adam, AdamW, RMSprop and SGD (momentum, Keras-style decay); warm-up and cosine / one-cycle /
+step schedules; class weights or random oversampling; gradient clipping; label smoothing; mixup;
+waveform and SpecAugment augmentation of training batches only; early stopping and best-checkpoint
+selection on the validation split (never the test fold); a fixed seed gives the same weights twice;
+a run that is killed resumes from its last finished epoch and ends where an uninterrupted run would
+(the checkpoint holds weights, optimiser state, RNG state, history and counters, in safetensors and
+JSON: no pickle).
+
+Letters: B batch, N samples, C windows per clip, K classes.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from .augment import AugmentConfig, Augmenter
+from .evaluate import classification_metrics
+from .pipeline import Pipeline
+
+OPTIMIZERS = ("adam", "adamw", "rmsprop", "sgd")
+SCHEDULES = ("none", "cosine", "onecycle", "step")
+
+
+@dataclass
+class TrainConfig:
+    """How a model is trained; written to every run's config.json."""
+
+    optimizer: str = "adamw"  # one of OPTIMIZERS
+    lr: float = 1e-3  # peak learning rate
+    weight_decay: float = 0.0  # L2 (adam, rmsprop, sgd) or decoupled (adamw)
+    momentum: float = 0.9  # sgd and rmsprop
+    lr_decay: float = 0.0  # Keras-style decay per step: lr / (1 + lr_decay * step) (seed 004_d4c4: 1e-6)
+    schedule: str = "none"  # one of SCHEDULES; "onecycle" = linear warm-up then cosine to zero
+    warmup_epochs: float = 0.0  # linear warm-up (cosine, onecycle)
+    step_size: int = 30  # epochs between lr * step_gamma ("step")
+    step_gamma: float = 0.1
+    epochs: int = 40  # at most this many epochs
+    batch_size: int = 32  # clips per step
+    patience: int | None = 10  # stop after this many epochs without a better validation score; None never
+    monitor: str = "val_ua"  # "val_ua", "val_acc" (higher is better) or "val_loss" (lower is better)
+    class_weights: bool = False  # weight the loss by inverse class frequency
+    oversample: bool = False  # draw smaller classes more often, to balance each epoch (seed 004_d4c4)
+    grad_clip: float | None = None  # clip the gradient norm to this
+    label_smoothing: float = 0.0
+    seed: int = 0  # one seed for initialisation, batch order, augmentation and dropout
+    augment: AugmentConfig = field(default_factory=AugmentConfig)  # training batches only
+    eval_batch_size: int = 128
+
+    def __post_init__(self):
+        if isinstance(self.augment, dict):
+            self.augment = AugmentConfig(**self.augment)
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, not {self.optimizer!r}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {SCHEDULES}, not {self.schedule!r}")
+        if self.monitor not in ("val_ua", "val_acc", "val_loss"):
+            raise ValueError(f"monitor must be val_ua, val_acc or val_loss, not {self.monitor!r}")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"TrainConfig: unknown fields {sorted(unknown)}")
+        return cls(**d)
+
+
+@dataclass
+class History:
+    """Per-epoch records and the epoch whose weights were kept."""
+
+    epochs: list[dict] = field(default_factory=list)  # {"epoch", "train_loss", "train_acc", "val_loss", "val_acc", "val_ua", "lr"}
+    best_epoch: int = -1
+    best_score: float | None = None
+    stopped_early: bool = False
+
+    def curves(self) -> dict:
+        """Lists per key, as report.write_run draws them."""
+        keys = ("train_loss", "train_acc", "val_loss", "val_acc", "val_ua")
+        return {k: [e[k] for e in self.epochs] for k in keys}
+
+
+def make_optimizer(params, cfg: TrainConfig) -> torch.optim.Optimizer:
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "rmsprop":
+        return torch.optim.RMSprop(params, lr=cfg.lr, weight_decay=cfg.weight_decay, momentum=cfg.momentum)
+    return torch.optim.SGD(params, lr=cfg.lr, weight_decay=cfg.weight_decay, momentum=cfg.momentum)
+
+
+def lr_factor(cfg: TrainConfig, step: int, steps_per_epoch: int) -> float:
+    """The learning-rate multiplier at a global step; a pure function, so resuming needs no state."""
+    epoch = step / steps_per_epoch
+    total = cfg.epochs * steps_per_epoch
+    f = 1.0
+    if cfg.schedule in ("cosine", "onecycle"):
+        warm = cfg.warmup_epochs * steps_per_epoch
+        if step < warm:
+            f = (step + 1) / warm
+        else:
+            f = 0.5 * (1 + math.cos(math.pi * (step - warm) / max(1, total - warm)))
+            if cfg.schedule == "cosine":
+                f = max(f, 0.01)
+    elif cfg.schedule == "step":
+        f = cfg.step_gamma ** int(epoch // cfg.step_size)
+    if cfg.lr_decay:
+        f /= 1 + cfg.lr_decay * step
+    return f
+
+
+def class_weight_tensor(labels: torch.Tensor, n_classes: int) -> torch.Tensor:
+    counts = torch.bincount(labels, minlength=n_classes).float().clamp_min(1)
+    w = counts.sum() / (n_classes * counts)
+    return w
+
+
+def epoch_order(labels: torch.Tensor, cfg: TrainConfig, gen: torch.Generator) -> torch.Tensor:
+    """Indices into the training set for one epoch: shuffled, or drawn class-balanced (oversampling)."""
+    n = labels.shape[0]
+    if not cfg.oversample:
+        return torch.randperm(n, generator=gen)
+    weights = (1.0 / torch.bincount(labels).float())[labels]
+    return torch.multinomial(weights, n, replacement=True, generator=gen)
+
+
+@torch.inference_mode()
+def evaluate_waves(pipe: Pipeline, waves: torch.Tensor, labels: torch.Tensor | None = None,
+                   batch_size: int = 128, class_weights: torch.Tensor | None = None) -> tuple[np.ndarray, float | None]:
+    """Clip probabilities (B, K) and, when labels are given, the mean cross-entropy loss."""
+    pipe.eval()
+    probs, loss_sum = [], 0.0
+    for i in range(0, waves.shape[0], batch_size):
+        logits = pipe.logits(pipe.features(waves[i : i + batch_size]))
+        p = logits.softmax(-1)
+        p = p.mean(1) if pipe.per_window else p  # (B, K)
+        probs.append(p)
+        if labels is not None:
+            y = labels[i : i + batch_size]
+            loss_sum += float(nn.functional.nll_loss(p.clamp_min(1e-8).log(), y, weight=class_weights, reduction="sum"))
+    probs = torch.cat(probs)
+    return probs.numpy(), (loss_sum / waves.shape[0] if labels is not None else None)
+
+
+def fit(
+    pipe: Pipeline,
+    train: tuple[torch.Tensor, torch.Tensor],
+    val: tuple[torch.Tensor, torch.Tensor] | None,
+    cfg: TrainConfig,
+    *,
+    checkpoint_dir: str | os.PathLike | None = None,
+    resume: bool = False,
+    on_epoch: Callable[[dict], None] | None = None,
+    stop_after: int | None = None,
+) -> History:
+    """Train `pipe` in place on train = (waves (B, N), labels (B,)); keep the best epoch on `val`.
+
+    checkpoint_dir: where `last.safetensors` / `last.json` are written after every epoch; with
+        `resume` a run continues from there (and a finished run returns its history at once).
+    on_epoch: called with each epoch's record (the CLI draws its progress bar from it).
+    stop_after: end after this many epochs of this call, as a kill would (for tests of resume).
+    Without `val`, the last epoch is kept and early stopping is off.
+    """
+    n_classes = len(pipe.labels)
+    torch.manual_seed(cfg.seed)
+    augmenter = Augmenter(cfg.augment)
+    # Noisy copies (seed 003_2f41) are made once, from the training clips only, the same on resume.
+    x_train, y_train = augmenter.expand(*train, torch.Generator().manual_seed(cfg.seed))
+    weights = class_weight_tensor(y_train, n_classes) if cfg.class_weights else None
+    steps_per_epoch = math.ceil(y_train.shape[0] / cfg.batch_size)
+
+    ckpt = Checkpoint(Path(checkpoint_dir)) if checkpoint_dir else None
+    history, best_state, bad_epochs, start = History(), None, 0, 0
+    if ckpt is not None and resume and ckpt.exists():
+        pipe.normalizer.mean.zero_()  # overwritten by the checkpoint
+        optimizer = make_optimizer(pipe.model.parameters(), cfg)
+        history, best_state, bad_epochs, start, finished = ckpt.load(pipe, optimizer)
+        if finished:
+            pipe.load_state_dict(best_state)
+            return history
+    else:
+        fit_normalizer(pipe, train[0], cfg.eval_batch_size)
+        optimizer = make_optimizer(pipe.model.parameters(), cfg)
+    higher_better = cfg.monitor != "val_loss"
+
+    for epoch in range(start, cfg.epochs):
+        gen = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
+        order = epoch_order(y_train, cfg, gen)
+        pipe.train()
+        loss_sum, correct, seen = 0.0, 0, 0
+        for b in range(steps_per_epoch):
+            idx = order[b * cfg.batch_size : (b + 1) * cfg.batch_size]
+            if idx.numel() == 0:
+                break
+            x, y = augmenter.augment_waves(x_train[idx], gen), y_train[idx]
+            feats = augmenter.augment_features(pipe.features(x), gen)
+            target = nn.functional.one_hot(y, n_classes).float()
+            if cfg.augment.mixup_alpha:
+                feats, target = augmenter.mix(feats, target, gen)
+            for g in optimizer.param_groups:
+                g["lr"] = cfg.lr * lr_factor(cfg, epoch * steps_per_epoch + b, steps_per_epoch)
+            logits = pipe.logits(feats)  # (B, K) or (B, C, K)
+            if pipe.per_window:
+                target = target[:, None].expand(-1, logits.shape[1], -1)
+            loss = soft_cross_entropy(logits, target, weights, cfg.label_smoothing)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.grad_clip:
+                nn.utils.clip_grad_norm_(pipe.model.parameters(), cfg.grad_clip)
+            optimizer.step()
+            loss_sum += float(loss.detach()) * y.shape[0]
+            probs = logits.detach().softmax(-1)
+            correct += int(((probs.mean(1) if pipe.per_window else probs).argmax(-1) == y).sum())
+            seen += y.shape[0]
+        record = {"epoch": epoch, "train_loss": loss_sum / seen, "train_acc": correct / seen,
+                  "lr": optimizer.param_groups[0]["lr"]}
+        if val is not None:
+            probs, vloss = evaluate_waves(pipe, val[0], val[1], cfg.eval_batch_size, weights)
+            m = classification_metrics(val[1].numpy(), probs.argmax(1), list(range(n_classes)))
+            record.update(val_loss=vloss, val_acc=m["wa"], val_ua=m["ua"])
+            score = record[cfg.monitor]
+            better = history.best_score is None or (score > history.best_score if higher_better else score < history.best_score)
+        else:
+            better, score = True, None
+        if better:
+            history.best_epoch, history.best_score, bad_epochs = epoch, score, 0
+            best_state = copy.deepcopy(pipe.state_dict())
+        else:
+            bad_epochs += 1
+        history.epochs.append(record)
+        if on_epoch:
+            on_epoch(record)
+        done = epoch + 1 == cfg.epochs or (val is not None and cfg.patience is not None and bad_epochs >= cfg.patience)
+        history.stopped_early = done and epoch + 1 < cfg.epochs
+        if ckpt is not None:
+            ckpt.save(pipe, optimizer, history, best_state, bad_epochs, epoch + 1, done)
+        if done or (stop_after is not None and epoch + 1 - start >= stop_after):
+            break
+    pipe.load_state_dict(best_state)
+    return history
+
+
+def soft_cross_entropy(logits: torch.Tensor, target: torch.Tensor, weights: torch.Tensor | None,
+                       smoothing: float) -> torch.Tensor:
+    """Cross-entropy against soft targets (mixup), optionally class-weighted and smoothed."""
+    k = logits.shape[-1]
+    if smoothing:
+        target = target * (1 - smoothing) + smoothing / k
+    logp = logits.log_softmax(-1)
+    per = -(target * logp)
+    if weights is not None:
+        per = per * weights
+    return per.sum(-1).mean()
+
+
+@torch.no_grad()
+def fit_normalizer(pipe: Pipeline, waves: torch.Tensor, batch_size: int) -> None:
+    """Normaliser statistics from the training clips (no augmentation)."""
+    feats = torch.cat([pipe.frontend(waves[i : i + batch_size]) for i in range(0, waves.shape[0], batch_size)])
+    pipe.normalizer.fit(feats)
+
+
+class Checkpoint:
+    """`last.safetensors` (weights, best weights, optimiser tensors, RNG) + `last.json` (the rest)."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self.tensors = folder / "last.safetensors"
+        self.meta = folder / "last.json"
+
+    def exists(self) -> bool:
+        return self.tensors.is_file() and self.meta.is_file()
+
+    def save(self, pipe, optimizer, history: History, best_state, bad_epochs: int, next_epoch: int, finished: bool):
+        from safetensors.torch import save_file
+
+        self.folder.mkdir(parents=True, exist_ok=True)
+        tensors = {f"model.{k}": v.contiguous() for k, v in pipe.state_dict().items()}
+        tensors.update({f"best.{k}": v.contiguous() for k, v in best_state.items()})
+        opt = optimizer.state_dict()
+        opt_scalars = {}
+        for i, st in opt["state"].items():
+            for k, v in st.items():
+                if torch.is_tensor(v):
+                    tensors[f"optim.{i}.{k}"] = v.contiguous()
+                else:
+                    opt_scalars[f"{i}.{k}"] = v
+        tensors["rng"] = torch.get_rng_state()
+        meta = {
+            "next_epoch": next_epoch, "finished": finished, "bad_epochs": bad_epochs,
+            "history": dataclasses.asdict(history),
+            "param_groups": opt["param_groups"], "optim_scalars": opt_scalars,
+        }
+        for path, write in ((self.tensors, lambda p: save_file(tensors, str(p))),
+                            (self.meta, lambda p: p.write_text(json.dumps(meta)))):
+            tmp = path.with_suffix(path.suffix + ".tmp")
+            write(tmp)
+            os.replace(tmp, path)
+
+    def load(self, pipe, optimizer):
+        from safetensors.torch import load_file
+
+        t = load_file(str(self.tensors))
+        meta = json.loads(self.meta.read_text())
+        pipe.load_state_dict({k[6:]: v for k, v in t.items() if k.startswith("model.")})
+        best = {k[5:]: v for k, v in t.items() if k.startswith("best.")}
+        state: dict = {}
+        for k, v in t.items():
+            if k.startswith("optim."):
+                _, i, name = k.split(".", 2)
+                state.setdefault(int(i), {})[name] = v
+        for k, v in meta["optim_scalars"].items():
+            i, name = k.split(".", 1)
+            state.setdefault(int(i), {})[name] = v
+        optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+        torch.set_rng_state(t["rng"])
+        h = meta["history"]
+        history = History(h["epochs"], h["best_epoch"], h["best_score"], h["stopped_early"])
+        return history, best, meta["bad_epochs"], meta["next_epoch"], meta["finished"]
