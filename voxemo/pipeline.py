@@ -177,8 +177,8 @@ def load_pipeline(path: str | os.PathLike) -> Pipeline:
     try:
         state = load_file(str(weights))
         pipe.load_state_dict(state, strict=True)
-    except (RuntimeError, OSError, ValueError) as e:
-        raise PipelineError(f"{weights}: weights do not fit the description ({e})") from None
+    except Exception as e:  # safetensors raises its own error type for a damaged file
+        raise PipelineError(f"{weights}: weights are damaged or do not fit the description ({e})") from None
     return pipe.eval()
 
 

@@ -133,11 +133,12 @@ def scan_files(paths: Iterable[Path], parse, *, strict: bool) -> Manifest:
 
 
 def audio_files(root: Path) -> list[Path]:
-    """All files under `root` with an audio suffix, sorted, hidden files skipped."""
-    return sorted(
-        p for p in root.rglob("*")
-        if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES and not p.name.startswith(".")
-    )
+    """All files under `root` with an audio suffix, sorted; hidden files skipped, symlinks followed."""
+    out = []
+    for folder, dirs, files in os.walk(root, followlinks=True):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        out += [Path(folder) / f for f in files if Path(f).suffix.lower() in AUDIO_SUFFIXES and not f.startswith(".")]
+    return sorted(out)
 
 
 def _modules():

@@ -1,0 +1,79 @@
+"""The train / cv / evaluate commands end to end, on a few actors and one short epoch."""
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from voxemo.cli import app
+
+from .conftest import DATA
+
+runner = CliRunner()
+QUICK = ["--epochs", "1", "--batch-size", "32"]
+
+
+def run(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+@pytest.fixture(scope="module")
+def six_actors(tmp_path_factory):
+    """RAVDESS speech actors 1-6 (3 F, 3 M), linked into a folder of their own."""
+    root = tmp_path_factory.mktemp("ravdess6")
+    for a in range(1, 7):
+        (root / f"Actor_{a:02d}").symlink_to(DATA / "ravdess_speech" / f"Actor_{a:02d}")
+    return root
+
+
+def test_cv_writes_the_run_directory_and_resumes(six_actors, tmp_path):
+    out = tmp_path / "run"
+    r = run("cv", six_actors, "--model", "cnn1d_baseline", "--folds", "3", "--max-folds", "2", "--out", out, *QUICK)
+    assert r.exit_code == 0, r.output
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["protocol"] == "speaker-kfold" and m["speaker_independent"] is True
+    assert m["classes"] == ["neutral", "calm", "happy", "sad", "angry", "fearful", "disgust", "surprised"]
+    for k in ("ua", "wa", "macro_f1"):
+        assert set(m[k]) >= {"mean", "std", "folds"} and len(m[k]["folds"]) == 2
+        assert 0 <= m[k]["mean"] <= 1
+    assert (out / "report.md").is_file() and (out / "confusion.png").is_file() and (out / "config.json").is_file()
+    assert "speaker-independent" in (out / "report.md").read_text()
+    again = run("cv", six_actors, "--model", "cnn1d_baseline", "--folds", "3", "--max-folds", "2", "--out", out, *QUICK)
+    assert again.exit_code == 2 and "--resume" in again.output  # never overwrites a finished run
+    resumed = run("cv", six_actors, "--model", "cnn1d_baseline", "--folds", "3", "--max-folds", "2", "--out", out, "--resume", *QUICK)
+    assert resumed.exit_code == 0, resumed.output
+    assert json.loads((out / "metrics.json").read_text())["ua"] == m["ua"]  # finished folds are reused
+
+
+def test_random_protocol_is_labelled_speaker_dependent(six_actors, tmp_path):
+    out = tmp_path / "run"
+    r = run("cv", six_actors, "--model", "cnn1d_baseline", "--protocol", "random", "--out", out,
+            "--emotions", "neutral,happy,sad,angry", *QUICK)
+    assert r.exit_code == 0, r.output
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["speaker_independent"] is False and m["classes"] == ["neutral", "happy", "sad", "angry"]
+    assert "speaker-dependent" in (out / "report.md").read_text()
+
+
+def test_train_then_evaluate_on_another_corpus(six_actors, tmp_path):
+    p = tmp_path / "model"
+    r = run("train", six_actors, "--model", "cnn1d_baseline", "--out", p, *QUICK)
+    assert r.exit_code == 0, r.output
+    desc = json.loads((tmp_path / "model.json").read_text())
+    assert desc["protocol"] == "speaker-holdout" and len(desc["validation_speakers"]) == 2
+    assert run("train", six_actors, "--model", "cnn1d_baseline", "--out", p, *QUICK).exit_code == 2  # exists
+    r = run("evaluate", p, f"emodb:{DATA / 'original_format' / 'emodb'}", "--json")
+    assert r.exit_code == 0, r.output
+    m = json.loads(r.output)
+    assert m["classes"] == ["neutral", "happy", "sad", "angry", "fearful", "disgust"]  # shared with RAVDESS
+    assert m["unmapped"] == ["boredom"] and m["n"] == 6 and m["protocol"] == "held-out corpus"
+
+
+def test_bad_model_and_data_give_clear_errors(six_actors, tmp_path):
+    r = run("cv", six_actors, "--model", "resnet9000")
+    assert r.exit_code == 2 and "unknown model" in r.output
+    r = run("cv", tmp_path / "nothing", "--model", "voxemo_net")
+    assert r.exit_code == 2 and "not a folder" in r.output
+    r = run("evaluate", tmp_path / "nope", six_actors)
+    assert r.exit_code == 2 and "pipeline file not found" in r.output
+    assert "voxemo_net" in run("models").output

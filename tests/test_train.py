@@ -1,0 +1,121 @@
+"""Training: determinism, resume, early stopping on validation, optimisers; pipeline files."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from voxemo.cache import AudioSettings, WaveformCache
+from voxemo.corpora import scan
+from voxemo.pipeline import PipelineError, load_pipeline, predict_proba
+from voxemo.experiment import Experiment, build
+from voxemo.splits import labels_for
+from voxemo.train import TrainConfig, fit, lr_factor
+
+from .conftest import DATA
+
+AUDIO = AudioSettings(16000, 0.5, 1.5)
+
+
+@pytest.fixture(scope="module")
+def small():
+    """Four actors of RAVDESS speech, four emotions: 2 actors train, 1 validation, 1 test."""
+    utts = [u for u in scan(DATA / "ravdess_speech") if u.speaker in {"ravdess:01", "ravdess:02", "ravdess:03", "ravdess:04"}
+            and u.emotion in {"neutral", "happy", "sad", "angry"}]
+    y, classes = labels_for(utts)
+    waves = torch.from_numpy(np.stack(WaveformCache(AUDIO).load_many([u.path for u in utts])))
+    spk = np.array([u.speaker for u in utts])
+    part = {p: torch.as_tensor(np.flatnonzero(np.isin(spk, s))) for p, s in
+            (("train", ["ravdess:01", "ravdess:02"]), ("val", ["ravdess:03"]), ("test", ["ravdess:04"]))}
+    return waves, torch.as_tensor(y), classes, part
+
+
+def exp(**train):
+    return Experiment(model="cnn1d_baseline", audio=AUDIO,
+                      train={"epochs": 3, "batch_size": 16, "patience": None, **train})
+
+
+def run(small, e, **kw):
+    waves, y, classes, part = small
+    pipe = build(e, classes)
+    h = fit(pipe, (waves[part["train"]], y[part["train"]]), (waves[part["val"]], y[part["val"]]), e.train_config(), **kw)
+    return pipe, h
+
+
+def weights(pipe):
+    return torch.cat([v.flatten().float() for v in pipe.state_dict().values()])
+
+
+def test_same_seed_same_result_and_other_seed_differs(small):
+    a, ha = run(small, exp(augment={"specaugment": True, "mixup_alpha": 0.2, "noise_snr": (15.0, 30.0)}))
+    b, hb = run(small, exp(augment={"specaugment": True, "mixup_alpha": 0.2, "noise_snr": (15.0, 30.0)}))
+    assert torch.equal(weights(a), weights(b)) and ha.epochs == hb.epochs
+    c, _ = run(small, Experiment(model="cnn1d_baseline", audio=AUDIO, seed=1, train={"epochs": 3, "batch_size": 16}))
+    assert not torch.equal(weights(a), weights(c))
+
+
+def test_killed_run_resumes_and_ends_where_an_uninterrupted_run_does(small, tmp_path):
+    e = exp(epochs=4, schedule="onecycle", warmup_epochs=1, augment={"specaugment": True, "mixup_alpha": 0.2})
+    whole, h_whole = run(small, e)
+    run(small, e, checkpoint_dir=tmp_path / "ck", stop_after=2)  # killed after two epochs
+    assert json.loads((tmp_path / "ck" / "last.json").read_text())["next_epoch"] == 2
+    resumed, h_resumed = run(small, e, checkpoint_dir=tmp_path / "ck", resume=True)
+    assert torch.equal(weights(whole), weights(resumed))
+    assert h_whole.epochs == h_resumed.epochs and h_whole.best_epoch == h_resumed.best_epoch
+
+
+def test_best_validation_epoch_is_kept_and_early_stopping(small):
+    e = exp(epochs=12, patience=2, lr=0.05)
+    pipe, h = run(small, e)
+    waves, y, classes, part = small
+    scores = [r["val_ua"] for r in h.epochs]
+    assert h.best_epoch == int(np.argmax(scores)) and h.best_score == max(scores)
+    assert len(h.epochs) == 12 or h.stopped_early and len(h.epochs) == h.best_epoch + 3
+    from voxemo.evaluate import classification_metrics
+
+    probs = predict_proba(pipe, waves[part["val"]])
+    assert classification_metrics(y[part["val"]].numpy(), probs.argmax(1), list(range(4)))["ua"] == pytest.approx(h.best_score)
+
+
+@pytest.mark.parametrize("opt", ["adam", "adamw", "rmsprop", "sgd"])
+def test_every_optimizer_lowers_the_training_loss(small, opt):
+    lr = {"sgd": 0.05, "rmsprop": 1e-3}.get(opt, 3e-3)
+    _, h = run(small, exp(optimizer=opt, lr=lr, epochs=4, class_weights=True, oversample=opt == "sgd",
+                          grad_clip=1.0, lr_decay=1e-4 if opt == "sgd" else 0.0))
+    assert h.epochs[-1]["train_loss"] < h.epochs[0]["train_loss"]
+
+
+def test_schedules():
+    cfg = TrainConfig(schedule="onecycle", warmup_epochs=1, epochs=10)
+    f = [lr_factor(cfg, s, 10) for s in range(100)]
+    assert f[0] == pytest.approx(0.1) and f[9] == pytest.approx(1.0) and f[-1] < 0.01
+    assert lr_factor(TrainConfig(schedule="step", step_size=3, step_gamma=0.5), 35, 10) == 0.5
+    assert lr_factor(TrainConfig(lr_decay=1e-2), 100, 10) == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="optimizer"):
+        TrainConfig(optimizer="lion")
+
+
+def test_pipeline_saves_and_loads_without_pickle(small, tmp_path):
+    waves, y, classes, part = small
+    pipe, _ = run(small, exp(epochs=1))
+    pipe.meta["protocol"] = "test"
+    w, j = pipe.save(tmp_path / "p")
+    assert w.name == "p.safetensors" and j.name == "p.json"
+    desc = json.loads(j.read_text())
+    assert desc["labels"] == classes and desc["model"]["name"] == "cnn1d_baseline" and desc["protocol"] == "test"
+    again = load_pipeline(tmp_path / "p")
+    x = waves[part["test"]]
+    np.testing.assert_array_equal(predict_proba(again, x), predict_proba(pipe, x))
+    assert torch.equal(again.normalizer.mean, pipe.normalizer.mean)
+    with pytest.raises(FileExistsError):
+        pipe.save(tmp_path / "p")
+    with pytest.raises(PipelineError, match="not found"):
+        load_pipeline(tmp_path / "missing")
+    (tmp_path / "bad.json").write_text("{not json")
+    (tmp_path / "bad.safetensors").write_bytes(w.read_bytes())
+    with pytest.raises(PipelineError, match="bad.json"):
+        load_pipeline(tmp_path / "bad")
+    (tmp_path / "p.safetensors").write_bytes(b"\x00" * 100)
+    with pytest.raises(PipelineError, match="p.safetensors"):
+        load_pipeline(tmp_path / "p")
