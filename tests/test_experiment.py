@@ -77,3 +77,32 @@ def test_bad_model_and_data_give_clear_errors(six_actors, tmp_path):
     r = run("evaluate", tmp_path / "nope", six_actors)
     assert r.exit_code == 2 and "pipeline file not found" in r.output
     assert "voxemo_net" in run("models").output
+
+
+def test_toml_config_gender_task_and_flags_override(six_actors, tmp_path):
+    cfg = tmp_path / "exp.toml"
+    cfg.write_text('model = "cnn1d_baseline"\ntask = "gender"\nfolds = 3\nmax_folds = 1\n'
+                   '[train]\nepochs = 3\nbatch_size = 64\nlr = 0.003\n[frontend]\nn_mfcc = 20\n')
+    out = tmp_path / "run"
+    r = run("cv", six_actors, "--config", cfg, "--epochs", "1", "--out", out)
+    assert r.exit_code == 0, r.output
+    m = json.loads((out / "metrics.json").read_text())
+    c = json.loads((out / "config.json").read_text())
+    assert m["classes"] == ["female", "male"] and m["task"] == "gender"
+    assert c["train_resolved"]["epochs"] == 1 and c["train_resolved"]["batch_size"] == 64  # flag beats file
+    assert c["frontend_resolved"]["n_mfcc"] == 20
+    bad = tmp_path / "bad.toml"
+    bad.write_text("model = \n")
+    r = run("cv", six_actors, "--config", bad)
+    assert r.exit_code == 2 and "not valid TOML" in r.output
+
+
+def test_per_gender_models_and_filters(six_actors, tmp_path):
+    out = tmp_path / "run"
+    r = run("cv", six_actors, "--model", "cnn1d_baseline", "--folds", "3", "--max-folds", "1", "--per-gender",
+            "--intensity", "strong", "--emotions", "happy,sad,angry", "--out", out, *QUICK)
+    assert r.exit_code == 0, r.output
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["classes"] == ["happy", "sad", "angry"] and m["n_utterances"] == 6 * 3 * 4  # strong only
+    fold = next((out / "fold01").iterdir()).parent
+    assert (fold / "female").is_dir() and (fold / "male").is_dir()  # one model per gender

@@ -30,6 +30,7 @@ class VoxemoNetConfig:
     depth: int = 1  # extra stride-1 convs per stage (0 = one strided conv per stage)
     gru: int = 96  # GRU units per direction
     dropout: float = 0.3  # before the output layer
+    utterance_norm: bool = False  # subtract each clip's own mean per mel band (removes channel/timbre offsets)
 
 
 def conv_bn(c_in: int, c_out: int, stride) -> nn.Sequential:
@@ -83,6 +84,8 @@ class VoxemoNet(nn.Module):
         self.head = nn.Linear(4 * cfg.gru, cfg.n_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.config.utterance_norm:
+            x = x - x.mean(dim=-1, keepdim=True)  # (B, F, T)
         h = self.stages(x.unsqueeze(1))  # (B, C, F', T')
         h = h.flatten(1, 2).transpose(1, 2)  # (B, T', C*F')
         h, _ = self.gru(h)  # (B, T', 2H)
