@@ -195,6 +195,9 @@ class AugmentConfig:
     mixup_alpha: float = 0.0  # mixup Beta(alpha, alpha); 0 = off
 
     def __post_init__(self):
+        for name in ("noise_snr", "gain_db", "speed"):  # TOML and JSON give lists
+            if isinstance(getattr(self, name), list):
+                setattr(self, name, tuple(getattr(self, name)))
         if self.noisy_copies < 0:
             raise ValueError(f"AugmentConfig.noisy_copies must be >= 0, not {self.noisy_copies}")
         if self.noisy_copies and self.noise_snr is None:

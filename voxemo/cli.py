@@ -351,6 +351,68 @@ def evaluate_cmd(
         console.print(f"[yellow]left out {m['n_unmapped']} clips whose labels the model does not know:[/] {', '.join(m['unmapped'])}")
 
 
+@app.command("serve")
+def serve_cmd(
+    host: Annotated[str, typer.Option("--host", help="Address to listen on; 0.0.0.0 opens the service to the network.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="TCP port.")] = 8000,
+    model: Annotated[Optional[Path], typer.Option("--model", help="Pipeline path (PIPELINE.json + PIPELINE.safetensors).  [default: the bundled model]")] = None,
+    runtime: Annotated[str, typer.Option("--runtime", help="Inference runtime: torch or onnx.")] = "torch",
+    max_upload_mb: Annotated[float, typer.Option("--max-upload-mb", help="Largest accepted upload in MB (413 above).")] = 20.0,
+    max_duration: Annotated[float, typer.Option("--max-duration", help="Longest accepted recording in seconds (413 above).")] = 600.0,
+):
+    """Serve the model over HTTP: a web page at /, POST /predict, GET /health and /model, docs at /docs."""
+    try:
+        import fastapi  # noqa: F401
+        import uvicorn
+    except ImportError as e:
+        fail(f"the service needs the serve extra: pip install 'voxemo[serve]' ({e})")
+    from .pipeline import PipelineError
+    from .predict import load_model
+    from .serve import create_app
+
+    if runtime not in ("torch", "onnx"):
+        fail(f"--runtime must be torch or onnx, not {runtime!r}")
+    try:
+        predictor = load_model(model, runtime=runtime)
+    except (PipelineError, FileNotFoundError, ImportError, ValueError) as e:
+        fail(str(e))
+    web = create_app(predictor, max_upload_mb=max_upload_mb, max_duration_s=max_duration)
+    shown = f"[{host}]" if ":" in host else host
+    console.print(f"voxemo serving {', '.join(predictor.labels)} ({runtime}) on http://{shown}:{port}/  (docs: /docs; Ctrl+C stops)",
+                  highlight=False)
+    uvicorn.run(web, host=host, port=port, log_level="info")
+
+
+@app.command("reproduce")
+def reproduce_cmd(
+    name: Annotated[str, typer.Argument(help="Recipe: seed000, seed001, seed002, seed003, seed004 (see voxemo/recipes/).")],
+    data: Annotated[Optional[Path], typer.Option("--data", help="Folder holding ravdess_speech/, ravdess_song/ and emodb/ (each in its official layout).  [default: $VOXEMO_DATA]")] = None,
+    quick: Annotated[bool, typer.Option("--quick", help="A few-minute smoke run: six speakers, one epoch, one fold. Not comparable with the paper.")] = False,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output folder (table.md, results.json, one run directory per row and protocol).  [default: runs/reproduce-NAME-<time>]")] = None,
+):
+    """Rerun a paper's experiment: the paper's figure, ours under its protocol, ours speaker-independent."""
+    import os
+
+    from .recipes import list_recipes, reproduce
+    from .report import new_run_dir
+
+    if name not in list_recipes():
+        fail(f"unknown recipe {name!r}; known: {', '.join(list_recipes())}")
+    data = data or (Path(os.environ["VOXEMO_DATA"]) if os.environ.get("VOXEMO_DATA") else None)
+    if data is None or not data.is_dir():
+        fail(f"pass --data DIR (a folder with ravdess_speech/, ravdess_song/, emodb/) or set VOXEMO_DATA; got {data}")
+    out = out or new_run_dir("runs", f"reproduce-{name}" + ("-quick" if quick else ""))
+    with err.status("running") as status:
+        try:
+            results = reproduce(name, data, out, quick=quick, on_row=lambda r: status.update(f"{name}: {r}"))
+        except ValueError as e:
+            fail(str(e))
+    from rich.markdown import Markdown
+
+    console.print(Markdown((out / "table.md").read_text()))
+    console.print(f"written to {out}/table.md and results.json", highlight=False)
+
+
 def main():
     app()
 

@@ -47,7 +47,8 @@ class Experiment:
     intensity: str | None = None  # filter: "normal" or "strong"
     emotions: tuple[str, ...] | None = None  # filter: keep only these emotions
     gender: str | None = None  # filter: "female" or "male"
-    per_gender: bool = False  # train one model per gender and route by the true gender
+    per_gender: bool = False  # train one model per gender and score each test clip with its gender's model
+    route_by: str = "true"  # per_gender: route test clips by their "true" gender or by a gender model's "predicted" one
     audio: AudioSettings = PAPER_AUDIO
     frontend: dict = field(default_factory=dict)  # overrides of the model's own front-end
     model_overrides: dict = field(default_factory=dict)  # overrides of the model's hyper-parameters
@@ -199,22 +200,37 @@ def cross_validate(manifest: Sequence[Utterance], exp: Experiment, run_dir: Path
 
 
 def _per_gender_fold(exp, waves, labels, classes, fold, genders, fold_dir, resume, on_epoch):
-    """One model per gender on that gender's clips; each test clip scored by its gender's model."""
+    """One model per gender on that gender's clips; each test clip is scored by the model of its
+    true gender, or (route_by="predicted", seed 002_0b61's three-model pipeline) of the gender a
+    gender model trained on the same fold predicts for it."""
+    test = torch.as_tensor(fold.test)
+    routed = genders[fold.test]
+    extra = {}
+    if exp.route_by == "predicted":
+        gexp = dataclasses.replace(exp, task="gender", per_gender=False)
+        is_male = torch.as_tensor((genders == "male").astype(np.int64))
+        gpipe, _, _ = train_fold(gexp, waves, is_male, ["female", "male"], fold, checkpoint_dir=fold_dir / "gender",
+                                 resume=resume, on_epoch=on_epoch)
+        gprobs, _ = evaluate_waves(gpipe, waves[test])
+        routed = np.where(gprobs.argmax(1) == 1, "male", "female")
+        extra["routing_accuracy"] = float((routed == genders[fold.test]).mean())
+    elif exp.route_by != "true":
+        raise ValueError(f"route_by must be 'true' or 'predicted', not {exp.route_by!r}")
     preds = np.empty(len(fold.test), dtype=np.int64)
     curves = {}
     for g in ("female", "male"):
         part = Fold(f"{fold.name} [{g}]", fold.protocol, fold.speaker_independent,
                     fold.train[genders[fold.train] == g], fold.val[genders[fold.val] == g],
                     fold.test[genders[fold.test] == g])
-        if len(part.test) == 0:
+        if not (routed == g).any():
             continue
         pipe, history, _ = train_fold(exp, waves, labels, classes, part, checkpoint_dir=fold_dir / g,
                                       resume=resume, on_epoch=on_epoch)
-        probs, _ = evaluate_waves(pipe, waves[torch.as_tensor(part.test)])
-        preds[genders[fold.test] == g] = probs.argmax(1)
+        probs, _ = evaluate_waves(pipe, waves[test[torch.as_tensor(routed == g)]])
+        preds[routed == g] = probs.argmax(1)
         curves[g] = history.curves()
-    m = classification_metrics(labels[torch.as_tensor(fold.test)].numpy(), preds, list(range(len(classes))))
-    m.update(classes=classes, fold=fold.name, n_test=len(fold.test))
+    m = classification_metrics(labels[test].numpy(), preds, list(range(len(classes))))
+    m.update(classes=classes, fold=fold.name, n_test=len(fold.test), **extra)
     h = curves.get("female") or curves.get("male") or {}
     return m, h
 

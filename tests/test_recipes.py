@@ -1,0 +1,54 @@
+"""Every recipe parses into valid experiments; one recipe runs end to end in --quick mode."""
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from voxemo.cli import app
+from voxemo.experiment import Experiment
+from voxemo.recipes import list_recipes, load_recipe, row_experiments
+
+from .conftest import DATA
+
+
+def test_every_recipe_row_builds_both_experiments():
+    assert list_recipes() == ["seed000", "seed001", "seed002", "seed003", "seed004"]
+    for name in list_recipes():
+        recipe = load_recipe(name)
+        for row in recipe["row"]:
+            exps = row_experiments(recipe, row)
+            assert exps["paper_protocol"]["protocol"] in ("random", "repeated-kfold")
+            assert exps["speaker_independent"]["protocol"] in ("speaker-kfold", "loso")
+            for d in exps.values():
+                e = Experiment(**d)
+                e.train_config(), e.frontend_config()  # valid model, training and front-end settings
+                assert e.model == row["common"]["model"]
+
+
+def test_recipe_settings_follow_the_papers():
+    r = load_recipe("seed003")
+    e = Experiment(**row_experiments(r, r["row"][0])["paper_protocol"])
+    assert e.train_config().augment.noisy_copies == 2 and e.train_config().augment.noise_snr == (15.0, 30.0)
+    assert e.ratios == (0.8, 0.1, 0.1) and e.gender == "male"
+    r = load_recipe("seed002")
+    e = Experiment(**row_experiments(r, r["row"][0])["paper_protocol"])
+    assert e.intensity == "strong" and "neutral" not in e.emotions and e.ratios == (0.7, 0.15, 0.15)
+    r = load_recipe("seed004")
+    e = Experiment(**row_experiments(r, r["row"][0])["paper_protocol"])
+    assert e.protocol == "repeated-kfold" and e.train_config().optimizer == "sgd"
+
+
+def test_quick_reproduce_writes_the_table(tmp_path):
+    out = tmp_path / "repro"
+    r = CliRunner().invoke(app, ["reproduce", "seed001", "--data", str(DATA), "--quick", "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    res = json.loads((out / "results.json").read_text())
+    row = res["rows"][0]
+    assert row["paper"] == pytest.approx(0.939)
+    assert row["paper_protocol"]["speaker_independent"] is False
+    assert row["speaker_independent"]["speaker_independent"] is True
+    table = (out / "table.md").read_text()
+    assert "93.9" in table and "Quick smoke run" in table
+    bad = CliRunner().invoke(app, ["reproduce", "seed999", "--data", str(DATA)])
+    assert bad.exit_code == 2 and "unknown recipe" in bad.output
