@@ -24,19 +24,27 @@ from ..features import FrontendConfig
 
 @dataclass(frozen=True)
 class Entry:
-    name: str
-    fn: Callable[..., nn.Module]
-    frontend: FrontendConfig
-    train: dict = field(default_factory=dict)
-    per_window: bool = False
-    doc: str = ""
+    """What the registry knows of one model."""
+
+    name: str  # the registered function's name: the key of create_model and the CLI's --model
+    fn: Callable[..., nn.Module]  # fn(**overrides) -> model with .config
+    frontend: FrontendConfig  # the features the model eats by default
+    train: dict = field(default_factory=dict)  # the paper's training settings (TrainConfig fields and notes)
+    per_window: bool = False  # classifies (F, W) windows; a clip's probabilities are the mean over its windows
+    doc: str = ""  # the function's docstring, for `voxemo models`
 
 
 _REGISTRY: dict[str, Entry] = {}
 
 
 def register_model(*, frontend: FrontendConfig, train: dict | None = None, per_window: bool = False):
+    """Decorator: register `fn(**overrides) -> nn.Module` under its own name."""
+    if per_window and frontend.window_frames is None:
+        raise ValueError("a per_window model needs a front-end that cuts windows (window_frames)")
+
     def wrap(fn):
+        if fn.__name__ in _REGISTRY:
+            raise ValueError(f"model {fn.__name__!r} is registered twice")
         _REGISTRY[fn.__name__] = Entry(fn.__name__, fn, frontend, dict(train or {}), per_window, (fn.__doc__ or "").strip())
         return fn
 
@@ -44,17 +52,22 @@ def register_model(*, frontend: FrontendConfig, train: dict | None = None, per_w
 
 
 def list_models() -> list[str]:
+    """The registered names, sorted."""
     return sorted(_REGISTRY)
 
 
 def model_entry(name: str) -> Entry:
+    """The registry's Entry for `name`; ValueError naming the known models if there is none."""
     if name not in _REGISTRY:
         raise ValueError(f"unknown model {name!r}; known: {', '.join(list_models())}")
     return _REGISTRY[name]
 
 
 def create_model(name: str, **overrides) -> nn.Module:
-    """Build a registered model; `None` overrides are ignored so CLI defaults never shadow the model's."""
+    """Build a registered model; `None` overrides are ignored so CLI defaults never shadow the model's.
+
+    Unknown names are a ValueError listing the known ones; unknown config fields a TypeError.
+    """
     entry = model_entry(name)
     kwargs = {k: v for k, v in overrides.items() if v is not None}
     if "input_shape" in kwargs:

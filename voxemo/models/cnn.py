@@ -2,17 +2,23 @@
 
 `cnn1d_mean_mfcc` (seed 002_0b61, improved variant): the per-frame mean of 40 MFCCs as a 1-D
 series; 8 Conv1D layers, kernel 8, filters 256, 256, 128, 128, 128, 128, 64, 64, each with
-BatchNorm, ReLU and Dropout 0.2; MaxPool 8 after the 2nd and the 6th. Our choice: global average
-pooling before the Dense (the paper flattens), so the net takes any length.
+BatchNorm, ReLU and Dropout 0.2; MaxPool 8 after the 2nd and the 6th (301 frames -> 38 -> 5). Our
+choices: 'same' zero padding (3 before, 4 after: the kernel is even); global average pooling before
+the Dense (the paper flattens), so the net takes any length.
 `cnn2d_mfcc` (seed 002_0b61): the same in 2-D on the (40, T) MFCC map with half the filters. Our
 choice: 3 x 3 kernels (8 x 8 kernels at full resolution cost ~5 GFLOP per clip here) and (2, 8)
-pooling after the 1st and the 6th layer. Both trained with RMSprop, batch 16, patience 20.
+pooling after the 1st and the 6th layer, global average pooling before the Dense. Both trained
+with RMSprop, batch 16, patience 20; lr 1e-4 and at most 100 epochs (ours: the paper does not
+say).
 `cnn1d_baseline` / `cnn1d_baseline_mel` (seed 003_2f41): three Conv1D blocks (64, 128, 128 filters,
 kernels 5, 5, 3) with BatchNorm, ReLU, Dropout 0.3 and MaxPool 2 over the frames of MFCC or log-mel
-maps, global average pooling, Dense; Adam lr 1e-3, weight decay 1e-4.
+maps, global average pooling, Dense; Adam lr 1e-3, weight decay 1e-4. The block sizes are ours (the
+paper names the layer types only); batch 32, at most 50 epochs, patience 10.
 `cnn_stft` (seed 004_d4c4): on a 128 x 128 STFT patch, two Conv2d (32, 64 filters, 3 x 3) each with
-ReLU and MaxPool, Flatten, Dense 1024, Dropout 0.25, Dense. Our choice: MaxPool 4 (not 2) so the
-Flatten is 4096 wide rather than 65536.
+ReLU and MaxPool, Flatten, Dense 1024, Dropout 0.25, Dense; SGD lr 0.01, momentum 0.8, decay 1e-6.
+Our choice: MaxPool 4 (not 2) so the Flatten is 4096 wide rather than 65536 (a 67M-weight Dense).
+
+Letters: B batch, T frames, F feature bins, W frames of a patch, C channels, K classes.
 """
 
 from __future__ import annotations
@@ -26,24 +32,38 @@ from ..features import FrontendConfig
 from . import build, register_model
 
 
+class SameConv1d(nn.Conv1d):
+    """Conv1d with Keras' 'same' zero padding, (k - 1) // 2 before and k // 2 after: PyTorch's
+    padding="same" gives the same numbers but warns and copies for even kernels."""
+
+    def __init__(self, c_in: int, c_out: int, kernel: int):
+        super().__init__(c_in, c_out, kernel)
+        self.pad = ((kernel - 1) // 2, kernel // 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(nn.functional.pad(x, self.pad))  # (B, C, T) -> (B, c_out, T)
+
+
 @dataclass(frozen=True)
 class CNN1DMeanConfig:
-    n_classes: int = 7
-    input_shape: tuple[int, ...] = (301,)  # (T,)
-    filters: tuple[int, ...] = (256, 256, 128, 128, 128, 128, 64, 64)
-    kernel: int = 8
-    pool_after: tuple[int, ...] = (2, 6)  # MaxPool 8 after these layers (1-based)
-    pool: int = 8
-    dropout: float = 0.2
+    n_classes: int = 7  # emotions to tell apart
+    input_shape: tuple[int, ...] = (301,)  # (T,); any length works (global pooling)
+    filters: tuple[int, ...] = (256, 256, 128, 128, 128, 128, 64, 64)  # the 8 Conv1D layers (the paper's)
+    kernel: int = 8  # every Conv1D (the paper's)
+    pool_after: tuple[int, ...] = (2, 6)  # MaxPool after these layers, 1-based (ours: where 8 x 8 fits 301)
+    pool: int = 8  # MaxPool size (the paper's)
+    dropout: float = 0.2  # after every Conv1D (the paper's improved variant)
 
 
 class CNN1DMean(nn.Module):
+    """(B, T) series -> (B, K): one channel through the Conv1D stack, mean over time, Dense."""
+
     def __init__(self, cfg: CNN1DMeanConfig):
         super().__init__()
         self.config = cfg
         layers, c = [], 1
         for i, f in enumerate(cfg.filters, start=1):
-            layers += [nn.Conv1d(c, f, cfg.kernel, padding="same"), nn.BatchNorm1d(f), nn.ReLU(), nn.Dropout(cfg.dropout)]
+            layers += [SameConv1d(c, f, cfg.kernel), nn.BatchNorm1d(f), nn.ReLU(), nn.Dropout(cfg.dropout)]
             if i in cfg.pool_after:
                 layers.append(nn.MaxPool1d(cfg.pool, ceil_mode=True))
             c = f
@@ -51,21 +71,23 @@ class CNN1DMean(nn.Module):
         self.head = nn.Linear(c, cfg.n_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.body(x.unsqueeze(1))  # (B, C, T')
-        return self.head(h.mean(-1))
+        h = self.body(x.unsqueeze(1))  # (B, 1, T) -> (B, C, T')
+        return self.head(h.mean(-1))  # (B, K)
 
 
 @dataclass(frozen=True)
 class CNN2DConfig:
-    n_classes: int = 7
-    input_shape: tuple[int, ...] = (40, 301)  # (n_mfcc, T)
-    filters: tuple[int, ...] = (128, 128, 64, 64, 64, 64, 32, 32)
-    pool_after: tuple[int, ...] = (1, 6)
-    pool: tuple[int, int] = (2, 8)
-    dropout: float = 0.2
+    n_classes: int = 7  # emotions to tell apart
+    input_shape: tuple[int, ...] = (40, 301)  # (n_mfcc, T); any size works (global pooling)
+    filters: tuple[int, ...] = (128, 128, 64, 64, 64, 64, 32, 32)  # half the 1-D net's (the paper's)
+    pool_after: tuple[int, ...] = (1, 6)  # MaxPool after these layers, 1-based (ours)
+    pool: tuple[int, int] = (2, 8)  # MaxPool over (coefficients, frames) (ours; the paper pools 8)
+    dropout: float = 0.2  # after every conv (the paper's improved variant)
 
 
 class CNN2D(nn.Module):
+    """(B, F, T) map as one channel -> (B, K): 3 x 3 conv stack, mean over (F, T), Dense."""
+
     def __init__(self, cfg: CNN2DConfig):
         super().__init__()
         self.config = cfg
@@ -79,8 +101,8 @@ class CNN2D(nn.Module):
         self.head = nn.Linear(c, cfg.n_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.body(x.unsqueeze(1))  # (B, C, F', T')
-        return self.head(h.mean(dim=(2, 3)))
+        h = self.body(x.unsqueeze(1))  # (B, 1, F, T) -> (B, C, F', T')
+        return self.head(h.mean(dim=(2, 3)))  # (B, K)
 
 
 SEED002_TRAIN = {"optimizer": "rmsprop", "lr": 1e-4, "momentum": 0.0, "batch_size": 16, "epochs": 100, "patience": 20}
@@ -100,14 +122,20 @@ def cnn2d_mfcc(**kw):
 
 @dataclass(frozen=True)
 class CNN1DBaselineConfig:
-    n_classes: int = 8
-    input_shape: tuple[int, ...] = (40, 301)  # (F, T)
-    filters: tuple[int, ...] = (64, 128, 128)
-    kernels: tuple[int, ...] = (5, 5, 3)
-    dropout: float = 0.3
+    n_classes: int = 8  # emotions to tell apart
+    input_shape: tuple[int, ...] = (40, 301)  # (F, T): F is the input channels; any T works
+    filters: tuple[int, ...] = (64, 128, 128)  # one Conv1D block each (ours)
+    kernels: tuple[int, ...] = (5, 5, 3)  # their kernels, as long as filters (ours)
+    dropout: float = 0.3  # after every block (ours)
+
+    def __post_init__(self):
+        if len(self.filters) != len(self.kernels):
+            raise ValueError("CNN1DBaselineConfig: filters and kernels must be as long as each other")
 
 
 class CNN1DBaseline(nn.Module):
+    """(B, F, T) -> (B, K): Conv1D blocks over time with the F bins as channels, mean over time, Dense."""
+
     def __init__(self, cfg: CNN1DBaselineConfig):
         super().__init__()
         self.config = cfg
@@ -119,7 +147,8 @@ class CNN1DBaseline(nn.Module):
         self.head = nn.Linear(c, cfg.n_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.body(x).mean(-1))  # (B, F, T) -> (B, K)
+        h = self.body(x)  # (B, F, T) -> (B, C, T / 2^blocks)
+        return self.head(h.mean(-1))  # (B, K)
 
 
 SEED003_TRAIN = {"optimizer": "adam", "lr": 1e-3, "weight_decay": 1e-4, "batch_size": 32, "epochs": 50, "patience": 10}
@@ -139,15 +168,17 @@ def cnn1d_baseline_mel(**kw):
 
 @dataclass(frozen=True)
 class CNNSTFTConfig:
-    n_classes: int = 7
-    input_shape: tuple[int, ...] = (128, 128)  # (bins, frames) of one patch
-    filters: tuple[int, ...] = (32, 64)
-    pool: int = 4
-    dense: int = 1024
-    dropout: float = 0.25
+    n_classes: int = 7  # emotions to tell apart
+    input_shape: tuple[int, ...] = (128, 128)  # (bins, frames) of one patch; fixed (the Flatten needs it)
+    filters: tuple[int, ...] = (32, 64)  # the two Conv2d (ours; the paper gives two layers)
+    pool: int = 4  # MaxPool after each conv (ours; see the module docstring)
+    dense: int = 1024  # hidden Dense (the paper's); tests shrink it
+    dropout: float = 0.25  # after the hidden Dense (the paper's)
 
 
 class CNNSTFT(nn.Module):
+    """(B, F, W) patch -> (B, K): two conv + max-pool, Flatten, Dense, Dropout, Dense."""
+
     def __init__(self, cfg: CNNSTFTConfig):
         super().__init__()
         self.config = cfg
@@ -161,7 +192,8 @@ class CNNSTFT(nn.Module):
                                   nn.Linear(cfg.dense, cfg.n_classes))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.body(x.unsqueeze(1)))  # (B, F, W) -> (B, K)
+        h = self.body(x.unsqueeze(1))  # (B, 1, F, W) -> (B, C, F / pool^2, W / pool^2)
+        return self.head(h)  # (B, K)
 
 
 from .td_cnn import SEED004_TRAIN, STFT_PATCHES  # noqa: E402

@@ -9,9 +9,18 @@ Choices where the paper is vague (ours):
   frames of [32, 256] suggest it pooled too);
 - the two Dense layers are 256 wide; the second's output is read as a sequence of 32 steps of 8
   features, which the second group's Conv1D (kernel 5, 256 filters) scans;
-- dropout 0.2; ReLU after each Conv1D; gradient clipping at 1.0 in training (lr 0.01 with LSTMs
-  diverges without it).
-Input (B, n_mfcc, T) with T fixed by `input_shape` (the Flatten needs it).
+- dropout 0.2; ReLU after each Conv1D; zero 'same' padding (time keeps its length up to the pool);
+  gradient clipping at 1.0 in training (lr 0.01 with LSTMs diverges without it);
+- as the paper lists them, the first group's two LSTMs have no Dropout between them (only after the
+  pair); `dropout_between_lstms` concerns the second group's, the one the variants differ in; a
+  Dropout after the second pair too (ours), in both variants;
+- the front-end: 12 MFCCs from 40 mel bands (the paper gives the 12, not the bands), 32 ms frames
+  hop 10 ms as the module defaults; batch 32, at most 60 epochs, patience 15 (the paper gives only
+  Adam and lr 0.01).
+Input (B, n_mfcc, T) with T fixed by `input_shape` (the Flatten needs it): a clip of another length
+is an error naming both lengths, so crop or pad clips to the training duration.
+
+Letters: B batch, T frames, S the second group's steps (seq_steps), H LSTM units.
 """
 
 from __future__ import annotations
@@ -27,20 +36,27 @@ from . import build, register_model
 
 @dataclass(frozen=True)
 class Conv1DLSTMConfig:
-    n_classes: int = 6
-    input_shape: tuple[int, ...] = (12, 301)  # (n_mfcc, T)
-    filters: int = 256  # Conv1D filters, both groups
-    kernel: int = 5  # Conv1D kernel, both groups
+    n_classes: int = 6  # emotions to tell apart
+    input_shape: tuple[int, ...] = (12, 301)  # (n_mfcc, T); T is fixed: the first Flatten depends on it
+    filters: int = 256  # Conv1D filters, both groups (the paper's)
+    kernel: int = 5  # Conv1D kernel, both groups (the paper's)
     pool: int = 4  # time pooling after the first Conv1D (our choice)
-    lstm: int = 256  # LSTM units, all four
+    lstm: int = 256  # LSTM units, all four (the paper's)
     dense: int = 256  # width of the first group's two Dense layers (= 32 x 8 for the second group)
     seq_steps: int = 32  # the second group reads the Dense output as seq_steps x (dense / seq_steps)
-    dropout: float = 0.2
-    dropout_between_lstms: bool = True  # song variant True; speech variant False
+    dropout: float = 0.2  # after each LSTM pair, and between the second pair's LSTMs when asked (ours)
+    dropout_between_lstms: bool = True  # Dropout between the second group's LSTMs: song True, speech False
+
+    def __post_init__(self):
+        if self.dense % self.seq_steps:
+            raise ValueError(f"Conv1DLSTMConfig: dense ({self.dense}) must be a multiple of "
+                             f"seq_steps ({self.seq_steps})")
+        if self.input_shape[-1] < self.pool:
+            raise ValueError(f"Conv1DLSTMConfig: {self.input_shape[-1]} frames is fewer than one pool of {self.pool}")
 
 
 class LSTMPair(nn.Module):
-    """Two LSTMs, with optional dropout between them: (B, T, C) -> (B, T, H)."""
+    """Two LSTMs, with optional dropout between them: (B, T, C) -> (B, T, H), the whole sequence."""
 
     def __init__(self, c_in: int, hidden: int, dropout_between: float):
         super().__init__()
@@ -55,6 +71,9 @@ class LSTMPair(nn.Module):
 
 
 class Conv1DLSTM(nn.Module):
+    """(B, n_mfcc, T) -> (B, K): group 1 (Conv1D, LSTM pair, Flatten, two Dense) whose output, read as a
+    short sequence, feeds group 2 (Conv1D, LSTM pair, Flatten) and the output layer."""
+
     def __init__(self, cfg: Conv1DLSTMConfig):
         super().__init__()
         self.config = cfg
@@ -62,7 +81,7 @@ class Conv1DLSTM(nn.Module):
         between = cfg.dropout if cfg.dropout_between_lstms else 0.0
         self.conv1 = nn.Sequential(nn.Conv1d(c_in, cfg.filters, cfg.kernel, padding=cfg.kernel // 2),
                                    nn.BatchNorm1d(cfg.filters), nn.ReLU(), nn.MaxPool1d(cfg.pool))
-        self.lstm1 = LSTMPair(cfg.filters, cfg.lstm, between)
+        self.lstm1 = LSTMPair(cfg.filters, cfg.lstm, 0.0)  # the paper: Dropout after the pair only
         self.drop1 = nn.Dropout(cfg.dropout)
         t1 = t // cfg.pool
         self.dense1 = nn.Sequential(nn.Linear(t1 * cfg.lstm, cfg.dense), nn.ReLU(),
@@ -75,13 +94,15 @@ class Conv1DLSTM(nn.Module):
         self.head = nn.Linear(cfg.seq_steps * cfg.lstm, cfg.n_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b = x.shape[0]
+        b, t = x.shape[0], self.config.input_shape[-1]  # x: (B, n_mfcc, T)
+        if x.shape[-1] != t:
+            raise ValueError(f"conv1d_lstm was built for {t} frames (input_shape) and got {x.shape[-1]}")
         h = self.conv1(x).transpose(1, 2)  # (B, T/pool, filters)
-        h = self.drop1(self.lstm1(h)).flatten(1)  # (B, T/pool * lstm)
+        h = self.drop1(self.lstm1(h)).flatten(1)  # (B, T/pool * H)
         h = self.dense1(h)  # (B, dense)
-        h = h.view(b, self.config.seq_steps, -1).transpose(1, 2)  # (B, dense / steps, steps)
-        h = self.conv2(h).transpose(1, 2)  # (B, steps, filters)
-        h = self.drop2(self.lstm2(h)).flatten(1)  # (B, steps * lstm)
+        h = h.view(b, self.config.seq_steps, -1).transpose(1, 2)  # (B, dense / S, S)
+        h = self.conv2(h).transpose(1, 2)  # (B, S, filters)
+        h = self.drop2(self.lstm2(h)).flatten(1)  # (B, S * H)
         return self.head(h)
 
 

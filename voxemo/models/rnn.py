@@ -5,7 +5,10 @@
 `bilstm` / `bilstm_mel` (seed 003_2f41): two bidirectional LSTM(128), mean over time, Dense.
 `lstm_stft` (seed 004_d4c4): three stacked LSTM(256) over the 128 frames of a 128 x 128 STFT patch;
 SGD as that paper. Where a paper does not say, the last time step of the last LSTM feeds the head
-(mean pooling for the bidirectional ones), with Dropout 0.2 (0.25 for seed 004).
+(mean pooling for the bidirectional ones), with Dropout 0.2 (0.25 for seed 004) between the LSTM
+layers and before each Dense; ReLU after the hidden Dense layers. Any number of frames works.
+
+Letters: B batch, F feature bins, T frames, H LSTM width (both directions), K classes.
 """
 
 from __future__ import annotations
@@ -23,17 +26,23 @@ from .td_cnn import SEED004_TRAIN, STFT_PATCHES
 
 @dataclass(frozen=True)
 class RNNConfig:
-    n_classes: int = 8
-    input_shape: tuple[int, ...] = (40, 301)  # (F, T): the frames are the sequence
-    hidden: int = 128
-    layers: int = 2
-    bidirectional: bool = False
+    n_classes: int = 8  # emotions to tell apart
+    input_shape: tuple[int, ...] = (40, 301)  # (F, T): the frames are the sequence; any T works
+    hidden: int = 128  # LSTM units per direction
+    layers: int = 2  # stacked LSTM layers
+    bidirectional: bool = False  # read the frames both ways
     dense: tuple[int, ...] = ()  # hidden Dense layers before the output
     pooling: str = "last"  # "last" time step or "mean" over time
-    dropout: float = 0.2
+    dropout: float = 0.2  # between LSTM layers and before each Dense
+
+    def __post_init__(self):
+        if self.pooling not in ("last", "mean"):
+            raise ValueError(f"RNNConfig.pooling must be 'last' or 'mean', not {self.pooling!r}")
 
 
 class RNN(nn.Module):
+    """(B, F, T) -> (B, K): stacked LSTM over the frames, last step or mean over time, Dense head."""
+
     def __init__(self, cfg: RNNConfig):
         super().__init__()
         self.config = cfg
@@ -49,8 +58,8 @@ class RNN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out, _ = self.lstm(x.transpose(1, 2))  # (B, F, T) -> (B, T, H)
-        h = out[:, -1] if self.config.pooling == "last" else out.mean(1)
-        return self.head(h)
+        h = out[:, -1] if self.config.pooling == "last" else out.mean(1)  # (B, H)
+        return self.head(h)  # (B, K)
 
 
 MFCC40 = FrontendConfig(kind="mfcc", n_mfcc=40)

@@ -2,7 +2,11 @@
 
 Each frame is projected to d_model, sinusoidal positions are added (any length T works), pre-norm
 encoder layers (batch first), mean over time, Linear. Adam lr 1e-3, weight decay 1e-4. Sizes are
-ours (the paper gives none): d_model 128, 4 heads, 3 layers, feed-forward 256, dropout 0.1.
+ours (the paper gives none): d_model 128, 4 heads, 3 layers, feed-forward 256, dropout 0.1, and a
+final LayerNorm (pre-norm layers leave the residual stream unnormalised). Batch 32, at most 50
+epochs, patience 10. No attention mask: the clips of a batch have one length.
+
+Letters: B batch, F feature bins, T frames, D d_model, K classes.
 """
 
 from __future__ import annotations
@@ -20,13 +24,13 @@ from .cnn import SEED003_TRAIN
 
 @dataclass(frozen=True)
 class TransformerConfig:
-    n_classes: int = 8
-    input_shape: tuple[int, ...] = (40, 301)  # (F, T)
-    d_model: int = 128
-    heads: int = 4
-    layers: int = 3
-    ff: int = 256
-    dropout: float = 0.1
+    n_classes: int = 8  # emotions to tell apart
+    input_shape: tuple[int, ...] = (40, 301)  # (F, T); any T works
+    d_model: int = 128  # width of the frame embeddings
+    heads: int = 4  # attention heads; must divide d_model
+    layers: int = 3  # encoder layers
+    ff: int = 256  # hidden width of each layer's feed-forward block
+    dropout: float = 0.1  # in attention and feed-forward blocks
 
 
 def sinusoids(t: int, d: int) -> torch.Tensor:
@@ -40,6 +44,8 @@ def sinusoids(t: int, d: int) -> torch.Tensor:
 
 
 class TransformerClassifier(nn.Module):
+    """(B, F, T) -> (B, K): frames as tokens, encoder, mean over time, Linear."""
+
     def __init__(self, cfg: TransformerConfig):
         super().__init__()
         self.config = cfg
@@ -51,9 +57,9 @@ class TransformerClassifier(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.proj(x.transpose(1, 2))  # (B, T, d_model)
-        h = h + sinusoids(h.shape[1], h.shape[2]).to(h)
-        h = self.norm(self.encoder(h))
-        return self.head(h.mean(1))
+        h = h + sinusoids(h.shape[1], h.shape[2]).to(h)  # (B, T, D)
+        h = self.norm(self.encoder(h))  # (B, T, D)
+        return self.head(h.mean(1))  # (B, K)
 
 
 @register_model(frontend=FrontendConfig(kind="mfcc", n_mfcc=40), train=SEED003_TRAIN)
