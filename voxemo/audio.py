@@ -162,6 +162,30 @@ def _silero_model():
     return _SILERO
 
 
+class VoiceActivity:
+    """Speech probability of successive frames of a stream, with silero-vad (offline, its model
+    ships in the wheel): `prob(frame)` for frames of VAD_FRAME samples at 16 kHz, in order.
+
+    silero-vad keeps state from frame to frame, so each stream gets its own model instance.
+    """
+
+    FRAME = 512  # samples per step at VAD_SAMPLE_RATE (32 ms), the size silero-vad takes
+
+    def __init__(self):
+        from silero_vad import load_silero_vad
+
+        self.model = load_silero_vad()
+
+    def prob(self, frame: np.ndarray) -> float:
+        import torch
+
+        with torch.inference_mode():
+            return float(self.model(torch.from_numpy(np.ascontiguousarray(frame, dtype=np.float32)), VAD_SAMPLE_RATE))
+
+    def reset(self) -> None:
+        self.model.reset_states()
+
+
 TRIMMERS = {"energy": trim_energy, "vad": trim_vad}
 
 

@@ -14,6 +14,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # help texts show "[default: ...]" literally
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 data_app = typer.Typer(help="Inspect corpora: files, speakers, labels, durations, problems.", no_args_is_help=True)
@@ -351,38 +352,6 @@ def evaluate_cmd(
         console.print(f"[yellow]left out {m['n_unmapped']} clips whose labels the model does not know:[/] {', '.join(m['unmapped'])}")
 
 
-@app.command("serve")
-def serve_cmd(
-    host: Annotated[str, typer.Option("--host", help="Address to listen on; 0.0.0.0 opens the service to the network.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port", help="TCP port.")] = 8000,
-    model: Annotated[Optional[Path], typer.Option("--model", help="Pipeline path (PIPELINE.json + PIPELINE.safetensors).  [default: the bundled model]")] = None,
-    runtime: Annotated[str, typer.Option("--runtime", help="Inference runtime: torch or onnx.")] = "torch",
-    max_upload_mb: Annotated[float, typer.Option("--max-upload-mb", help="Largest accepted upload in MB (413 above).")] = 20.0,
-    max_duration: Annotated[float, typer.Option("--max-duration", help="Longest accepted recording in seconds (413 above).")] = 600.0,
-):
-    """Serve the model over HTTP: a web page at /, POST /predict, GET /health and /model, docs at /docs."""
-    try:
-        import fastapi  # noqa: F401
-        import uvicorn
-    except ImportError as e:
-        fail(f"the service needs the serve extra: pip install 'voxemo[serve]' ({e})")
-    from .pipeline import PipelineError
-    from .predict import load_model
-    from .serve import create_app
-
-    if runtime not in ("torch", "onnx"):
-        fail(f"--runtime must be torch or onnx, not {runtime!r}")
-    try:
-        predictor = load_model(model, runtime=runtime)
-    except (PipelineError, FileNotFoundError, ImportError, ValueError) as e:
-        fail(str(e))
-    web = create_app(predictor, max_upload_mb=max_upload_mb, max_duration_s=max_duration)
-    shown = f"[{host}]" if ":" in host else host
-    console.print(f"voxemo serving {', '.join(predictor.labels)} ({runtime}) on http://{shown}:{port}/  (docs: /docs; Ctrl+C stops)",
-                  highlight=False)
-    uvicorn.run(web, host=host, port=port, log_level="info")
-
-
 @app.command("reproduce")
 def reproduce_cmd(
     name: Annotated[str, typer.Argument(help="Recipe: seed000, seed001, seed002, seed003, seed004 (see voxemo/recipes/).")],
@@ -411,6 +380,291 @@ def reproduce_cmd(
 
     console.print(Markdown((out / "table.md").read_text()))
     console.print(f"written to {out}/table.md and results.json", highlight=False)
+
+# --- prediction ------------------------------------------------------------------------------------
+
+ModelPathOpt = Annotated[Optional[Path], typer.Option("--model", "-m", help="Pipeline path (P for P.json + P.safetensors); without it, the model bundled with voxemo.")]
+RuntimeOpt = Annotated[str, typer.Option("--runtime", help="torch, or onnx (the same graph exported and run in onnxruntime).")]
+FORMATS = ("table", "csv", "json")
+
+
+def load_predictor(model: Path | None, runtime: str = "torch", threads: int = 1):
+    """A Predictor, with clear errors for a missing model or a missing ONNX install."""
+    from .export import ExportError
+    from .pipeline import PipelineError
+    from .predict import RUNTIMES, load_model
+
+    if runtime not in RUNTIMES:
+        fail(f"--runtime must be one of {', '.join(RUNTIMES)}, not {runtime!r}")
+    try:
+        return load_model(model, runtime, threads=threads)
+    except PipelineError as e:
+        fail(str(e))
+    except ExportError as e:
+        fail(f"cannot run this model in onnxruntime: {e}")
+    except ImportError as e:
+        fail(f"--runtime onnx needs onnx and onnxruntime ({e.name} is missing): pip install 'voxemo[onnx]'")
+
+
+def expand_inputs(items: list[Path]) -> list[Path]:
+    """Folders -> their audio files (sorted, recursively); files kept as given, even missing ones
+    (they are reported per file)."""
+    from .corpora import audio_files
+
+    out = []
+    for p in items:
+        if p.is_dir():
+            found = audio_files(p)
+            if not found:
+                err.print(f"[yellow]warning:[/] {p}: no audio files in this folder", highlight=False)
+            out += found
+        else:
+            out.append(p)
+    return out
+
+
+def _top(probs: dict, n: int = 3) -> str:
+    return ", ".join(f"{k} {v:.2f}" for k, v in sorted(probs.items(), key=lambda kv: -kv[1])[:n])
+
+
+def print_timeline(path, tl: dict, fmt: str, writer) -> None:
+    """One recording's segments as JSON (one line), CSV rows, or a table."""
+    import json
+
+    from rich.markup import escape
+
+    segs = tl["segments"]
+    if fmt == "json":
+        segs = [{**s, "probabilities": {k: round(v, 6) for k, v in s["probabilities"].items()}} for s in segs]
+        typer.echo(json.dumps({"path": str(path), "duration": tl["duration"], "speech": tl["speech"], "segments": segs}))
+        return
+    if fmt == "csv":
+        for s in segs:
+            writer.writerow([path, s["start"], s["end"], s["label"], s["confidence"]])
+        return
+    speech = sum(e - s for s, e in tl["speech"])
+    console.print(f"[bold]{escape(str(path))}[/]: {tl['duration']:.1f} s, speech {speech:.1f} s, {len(segs)} segments", highlight=False)
+    if not segs:
+        console.print("  no speech found")
+        return
+    t = Table(show_edge=False)
+    for c, j in (("start", "right"), ("end", "right"), ("emotion", "left"), ("confidence", "right"), ("next best", "left")):
+        t.add_column(c, justify=j)
+    for s in segs:
+        rest = {k: v for k, v in s["probabilities"].items() if k != s["label"]}
+        t.add_row(f"{s['start']:.2f}", f"{s['end']:.2f}", s["label"], f"{s['confidence']:.2f}", _top(rest, 2))
+    console.print(t)
+
+
+@app.command("predict")
+def predict_cmd(
+    inputs: Annotated[list[Path], typer.Argument(help="Audio files or folders (searched recursively for audio files).")],
+    model: ModelPathOpt = None,
+    fmt: Annotated[str, typer.Option("--format", help="table, csv, or json (one JSON record per input, per line).")] = "table",
+    timeline: Annotated[bool, typer.Option("--timeline", help="Long recordings: emotion segments over time, on speech found by voice activity detection.")] = False,
+    window: Annotated[float, typer.Option("--window", help="Timeline: seconds per analysis window.")] = 2.0,
+    hop: Annotated[float, typer.Option("--hop", help="Timeline: seconds between window starts.")] = 0.5,
+    plot: Annotated[Optional[Path], typer.Option("--plot", help="Timeline: also draw it into this PNG (one input file; implies --timeline).")] = None,
+    runtime: RuntimeOpt = "torch",
+    threads: Annotated[int, typer.Option("--threads", help="onnxruntime intra-op threads (--runtime onnx).")] = 1,
+    force: ForceOpt = False,
+):
+    """Predict the emotion of audio files, or follow it over time through long recordings (--timeline).
+
+    A file that cannot be read gets a one-line error naming it, the others are still predicted, and the exit status is 1.
+    """
+    import csv
+    import json
+    import sys
+
+    from rich.markup import escape
+
+    from .audio import AudioError
+
+    if fmt not in FORMATS:
+        fail(f"--format must be one of {', '.join(FORMATS)}, not {fmt!r}")
+    from .predict import MIN_WINDOW
+
+    if window < MIN_WINDOW or hop <= 0:
+        fail(f"--window must be at least {MIN_WINDOW:g} s and --hop positive")
+    files = expand_inputs(inputs)
+    if not files:
+        fail("no audio files to predict")
+    if plot is not None:
+        timeline = True
+        if len(files) != 1:
+            fail(f"--plot draws one recording; {len(files)} files were given")
+        if plot.suffix.lower() != ".png":
+            fail(f"--plot must end in .png, not {plot.name!r}")
+        refuse_overwrite(plot, force)
+    predictor = load_predictor(model, runtime, threads)
+    labels = predictor.labels
+    writer = csv.writer(sys.stdout, lineterminator="\n") if fmt == "csv" else None
+    failed = 0
+
+    def report_error(path, message):
+        nonlocal failed
+        failed += 1
+        err.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
+        if fmt == "json":
+            typer.echo(json.dumps({"path": str(path), "error": message}))
+        elif fmt == "csv" and not timeline:
+            writer.writerow([path, "", *[""] * len(labels), message])
+
+    if timeline:
+        from .predict import plot_timeline
+
+        if writer:
+            writer.writerow(["path", "start", "end", "label", "confidence"])
+        with progress_bar() as bar:
+            task = bar.add_task("timelines", total=len(files))
+            for path in files:
+                try:
+                    tl = predictor.timeline(path, window=window, hop=hop)
+                except AudioError as e:
+                    report_error(path, str(e))
+                    continue
+                finally:
+                    bar.advance(task)
+                print_timeline(path, tl, fmt, writer)
+                if plot is not None:
+                    plot_timeline(tl, plot, title=str(path))
+                    err.print(f"timeline drawn into {plot}", highlight=False)
+        raise typer.Exit(1 if failed else 0)
+
+    if writer:
+        writer.writerow(["path", "label", *labels, "error"])
+    table = None
+    if fmt == "table":
+        table = Table(show_edge=False)
+        table.add_column("file", overflow="fold")
+        for c, j in (("emotion", "left"), ("confidence", "right"), ("most likely", "left")):
+            table.add_column(c, justify=j, no_wrap=c != "most likely")
+    with progress_bar() as bar:
+        task = bar.add_task("predicting", total=len(files))
+        for path in files:
+            r = predictor.predict_many([path])[0]
+            bar.advance(task)
+            if "error" in r:
+                report_error(path, r["error"])
+                continue
+            p = r["probabilities"]
+            if fmt == "json":
+                typer.echo(json.dumps({"path": str(path), "label": r["label"], "probabilities": {k: round(v, 6) for k, v in p.items()}}))
+            elif writer:
+                writer.writerow([path, r["label"], *[f"{p[k]:.4f}" for k in labels], ""])
+            else:
+                table.add_row(escape(str(path)), r["label"], f"{p[r['label']]:.2f}", _top(p))
+    if table is not None and table.row_count:
+        console.print(table)
+    if failed:
+        err.print(f"{failed} of {len(files)} files could not be predicted", highlight=False)
+    raise typer.Exit(1 if failed else 0)
+
+
+@app.command("export")
+def export_cmd(
+    model: Annotated[Path, typer.Argument(help="Pipeline path (P for P.json + P.safetensors).")],
+    onnx: Annotated[Path, typer.Option("--onnx", help="Output ONNX file.")],
+    opset: Annotated[int, typer.Option("--opset", help="ONNX opset version.")] = 17,
+    force: ForceOpt = False,
+):
+    """Export a pipeline (front-end, normaliser, model, softmax) as one ONNX graph: waveform in, probabilities out."""
+    from .export import ExportError, export_onnx
+    from .pipeline import PipelineError, load_pipeline
+
+    refuse_overwrite(onnx, force)
+    try:
+        pipe = load_pipeline(model)
+    except PipelineError as e:
+        fail(str(e))
+    try:
+        info = export_onnx(pipe, onnx, opset, overwrite=force)
+    except ExportError as e:
+        fail(str(e))
+    except ImportError as e:
+        fail(f"ONNX export needs onnx and onnxruntime ({e.name} is missing): pip install 'voxemo[onnx]'")
+    n = info["input_samples"]
+    length = "any length" if n == "dynamic" else f"fixed length {n} samples ({int(n) / pipe.audio.sample_rate:g} s; the model needs its training length)"
+    console.print(f"{onnx}: {pipe.model.name}, input 'waveform' (batch, samples) float32 mono at {pipe.audio.sample_rate} Hz, "
+                  f"{length}; output 'probabilities' (batch, {len(pipe.labels)}): {', '.join(pipe.labels)}", highlight=False, soft_wrap=True)
+    console.print(f"checked in onnxruntime against torch: largest probability difference {info['parity']:.1e}", highlight=False, soft_wrap=True)
+
+
+@app.command("listen")
+def listen_cmd(
+    model: ModelPathOpt = None,
+    device: Annotated[Optional[str], typer.Option("--device", help="Input device: a number or part of a name (see `python -m sounddevice`); without it, the system's default.")] = None,
+    window: Annotated[float, typer.Option("--window", help="Seconds per analysis window within a speech segment.")] = 2.0,
+):
+    """Listen to the microphone and print the emotion of each speech segment as it ends (Ctrl-C stops)."""
+    import queue
+
+    from .predict import StreamListener
+
+    try:
+        import sounddevice as sd
+    except ImportError:
+        fail("live input needs the sounddevice package: pip install 'voxemo[mic]'")
+    except OSError as e:
+        fail(f"live input needs the PortAudio library ({e}); on Debian or Ubuntu: apt-get install libportaudio2")
+    from .predict import MIN_WINDOW
+
+    if window < MIN_WINDOW:
+        fail(f"--window must be at least {MIN_WINDOW:g} s")
+    predictor = load_predictor(model)
+    dev = int(device) if device is not None and device.isdigit() else device
+    try:
+        rate = int(sd.query_devices(dev, "input")["default_samplerate"])
+    except (ValueError, sd.PortAudioError) as e:
+        fail(f"no usable input device{f' {device!r}' if device is not None else ''}: {e}")
+    listener = StreamListener(predictor, rate, window=window)
+    chunks: queue.Queue = queue.Queue()
+
+    def callback(indata, frames, time, status):  # PortAudio's thread: hand the samples over, nothing more
+        chunks.put(indata[:, 0].copy())
+
+    def show(results):
+        for r in results:
+            console.print(f"{r['start']:8.2f}-{r['end']:.2f} s  [bold]{r['label']}[/] {r['confidence']:.2f}  "
+                          f"({_top({k: v for k, v in r['probabilities'].items() if k != r['label']}, 2)})", highlight=False)
+
+    try:
+        stream = sd.InputStream(samplerate=rate, channels=1, dtype="float32", blocksize=rate // 10, device=dev, callback=callback)
+    except (ValueError, sd.PortAudioError) as e:
+        fail(f"cannot open the microphone: {e}")
+    err.print(f"listening at {rate} Hz; Ctrl-C stops", highlight=False)
+    try:
+        with stream:
+            while True:
+                show(listener.feed(chunks.get()))
+    except KeyboardInterrupt:
+        show(listener.flush())
+
+
+@app.command("serve")
+def serve_cmd(
+    host: Annotated[str, typer.Option("--host", help="Address to listen on; 0.0.0.0 opens the service to the network.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="TCP port.")] = 8000,
+    model: ModelPathOpt = None,
+    runtime: RuntimeOpt = "torch",
+    max_upload_mb: Annotated[float, typer.Option("--max-upload-mb", help="Largest accepted upload in MB (413 above).")] = 20.0,
+    max_duration: Annotated[float, typer.Option("--max-duration", help="Longest accepted recording in seconds (413 above).")] = 600.0,
+):
+    """Serve the model over HTTP: a web page at /, POST /predict, GET /health and /model, docs at /docs."""
+    try:
+        import fastapi  # noqa: F401
+        import uvicorn
+    except ImportError as e:
+        fail(f"the service needs fastapi, uvicorn and python-multipart ({e.name} is missing): pip install 'voxemo[serve]'")
+    from .serve import create_app
+
+    predictor = load_predictor(model, runtime)
+    web = create_app(predictor, max_upload_mb=max_upload_mb, max_duration_s=max_duration)
+    shown = f"[{host}]" if ":" in host else host
+    console.print(f"voxemo: {', '.join(predictor.labels)} ({runtime}) on http://{shown}:{port}/  (API docs at /docs; Ctrl+C stops)",
+                  highlight=False)
+    uvicorn.run(web, host=host, port=port, log_level="info")
 
 
 def main():

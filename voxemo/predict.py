@@ -1,0 +1,448 @@
+"""Point a trained pipeline at audio: one clip, many files, a long recording, a live stream.
+
+`Predictor` wraps a `Pipeline` (torch, or the same graph exported to ONNX and run in onnxruntime)
+and prepares audio the way the pipeline was trained:
+
+- A clip (`predict`): decoded at the pipeline's rate; the training offset (`audio.offset`, the
+  papers skip 0.5 s of leading silence) is skipped only when the clip is longer than offset + 1 s,
+  so a short clip keeps its start. Then windows of the training duration (`audio.duration`):
+  a clip no longer than that is one zero-padded window (exactly the training crop); a longer clip
+  is cut into duration-long windows hopped by half a window, plus one window ending at the clip's
+  end when more than a quarter window is left over, and the clip's probabilities are the mean of
+  its windows' (a 10 s clip is heard whole, not cut to 3 s; a 3.2 s clip is the training crop).
+- A long recording (`timeline`): voice activity with silero-vad, then windows of `window` seconds
+  hopped by `hop` over speech only (a speech region shorter than a window gets one zero-padded
+  window); per-window probabilities; adjacent windows of one speech region with the same top
+  label merged into segments. Overlapping windows with different labels split at the midpoint of
+  their overlap.
+- A live stream (`StreamListener`): silero-vad frame by frame on a rolling buffer; each speech
+  segment, once followed by `min_silence` of non-speech, is classified like one timeline region
+  (its windows' mean).
+
+A model that only takes its training length (a Flatten sized for it, or a per-window front-end;
+see `export.takes_any_length`, and for ONNX the file's `input_samples`) gets every piece of audio
+longer than that length as training-length windows, averaged, and shorter pieces zero-padded.
+
+Letters: B batch, N samples, K classes.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+import numpy as np
+import torch
+
+from .audio import SILENCE_PEAK, VAD_SAMPLE_RATE, AudioError, audio_info, check_signal, load_audio, resample, speech_segments, to_mono
+from .pipeline import Pipeline, PipelineError, load_pipeline, pipeline_files
+
+RUNTIMES = ("torch", "onnx")
+BATCH_SIZE = 32  # windows per forward pass
+CLIP_TAIL = 0.25  # a clip's leftover after its last full window gets one more window past this fraction of a window
+OFFSET_MARGIN = 1.0  # s: the training offset is skipped only in clips longer than offset + this
+TIMELINE_MIN_SILENCE = 0.3  # s of non-speech that separate two speech regions of a timeline
+MIN_WINDOW = 0.5  # s: the shortest timeline / stream window (the CNN front ends need a few frames)
+BUNDLED = Path(__file__).resolve().parent / "assets" / "voxemo_net" / "voxemo_net"  # + .json / .safetensors
+
+
+def window_starts(n: int, win: int, hop: int, min_tail: int = 0) -> list[int]:
+    """Start samples of `win`-sample windows hopped by `hop` over `n` samples.
+
+    A signal no longer than one window gets one window at 0; when more than `min_tail` samples are
+    left after the last full window, one more window ends exactly at `n`.
+    """
+    if n <= win:
+        return [0]
+    starts = list(range(0, n - win + 1, hop))
+    if n - (starts[-1] + win) > min_tail:
+        starts.append(n - win)
+    return starts
+
+
+def fit(x: np.ndarray, n: int) -> np.ndarray:
+    """The first `n` samples of x, zero-padded at the end when shorter."""
+    return x[:n] if x.shape[0] >= n else np.pad(x, (0, n - x.shape[0]))
+
+
+def _named(labels: Sequence[str], p: np.ndarray) -> dict[str, float]:
+    p = np.asarray(p, dtype=np.float64)
+    p = p / p.sum()
+    return {label: float(v) for label, v in zip(labels, p)}
+
+
+class Predictor:
+    """A pipeline ready to classify audio.
+
+    runtime: "torch" runs the pipeline itself; "onnx" runs the same graph in onnxruntime, from
+        `onnx_path` (a `voxemo export` file of this pipeline) or, without one, from an export made
+        on the fly into a temporary folder. threads: onnxruntime's intra-op threads (1 by default,
+        so a server's workers do not fight over cores); torch keeps its own setting.
+    """
+
+    def __init__(self, pipeline: Pipeline, runtime: str = "torch", onnx_path: str | os.PathLike | None = None,
+                 *, threads: int = 1):
+        from .export import fixed_samples, takes_any_length
+
+        if runtime not in RUNTIMES:
+            raise ValueError(f"runtime must be one of {', '.join(RUNTIMES)}, not {runtime!r}")
+        self.pipeline = pipeline.eval()
+        self.runtime = runtime
+        self.sample_rate = pipeline.audio.sample_rate
+        self.onnx = None
+        if runtime == "onnx":
+            self.onnx = self._open_onnx(onnx_path, threads)
+            self.input_samples = self.onnx.input_samples
+        else:
+            self.input_samples = None if takes_any_length(pipeline) else fixed_samples(pipeline)
+
+    def _open_onnx(self, onnx_path, threads):
+        from .export import OnnxRunner, export_onnx
+
+        if onnx_path is None:
+            import tempfile
+
+            with tempfile.TemporaryDirectory(prefix="voxemo-onnx-") as tmp:
+                path = Path(tmp) / "pipeline.onnx"
+                export_onnx(self.pipeline, path)
+                return OnnxRunner(path, threads)  # the session holds the graph; the file can go
+        runner = OnnxRunner(onnx_path, threads)
+        if runner.labels != self.pipeline.labels or runner.sample_rate != self.sample_rate:
+            raise PipelineError(f"{onnx_path}: exported from another pipeline (labels {runner.labels}, "
+                                f"{runner.sample_rate} Hz; this one has {self.pipeline.labels}, {self.sample_rate} Hz)")
+        return runner
+
+    @property
+    def labels(self) -> list[str]:
+        return list(self.pipeline.labels)
+
+    # --- the model ------------------------------------------------------------------------------
+    def probabilities(self, waves: np.ndarray) -> np.ndarray:
+        """Equal-length waveforms (B, N) float32 at `sample_rate` -> probabilities (B, K)."""
+        waves = np.ascontiguousarray(waves, dtype=np.float32)
+        out = []
+        for i in range(0, waves.shape[0], BATCH_SIZE):
+            chunk = waves[i : i + BATCH_SIZE]
+            if self.onnx is not None:
+                out.append(self.onnx.run(chunk))
+            else:
+                with torch.inference_mode():
+                    out.append(self.pipeline(torch.from_numpy(chunk)).numpy())
+        return np.concatenate(out) if out else np.zeros((0, len(self.labels)), np.float32)
+
+    def _pieces_probabilities(self, pieces: Sequence[np.ndarray], length: int) -> np.ndarray:
+        """Probabilities (P, K) of signal pieces, each zero-padded to `length` samples; for a model
+        that takes only its training length n, each piece is cut into n-sample windows (hop n / 2),
+        whose probabilities are averaged."""
+        n = self.input_samples
+        owner, waves = [], []
+        for i, piece in enumerate(pieces):
+            if n is None:
+                owner.append(i)
+                waves.append(fit(piece, length))
+            else:
+                for s in window_starts(piece.shape[0], n, n // 2, int(CLIP_TAIL * n)):
+                    owner.append(i)
+                    waves.append(fit(piece[s : s + n], n))
+        if not waves:
+            return np.zeros((0, len(self.labels)), np.float32)
+        probs = self.probabilities(np.stack(waves))
+        owner = np.asarray(owner)
+        return np.stack([probs[owner == i].mean(0) for i in range(len(pieces))])
+
+    # --- input ----------------------------------------------------------------------------------
+    def signal(self, source, sr: int | None = None) -> np.ndarray:
+        """A path (decoded with load_audio) or an array (mono or (N, channels), at `sr` Hz) as
+        float32 mono at the pipeline's rate. Raises AudioError for an unusable signal."""
+        if isinstance(source, (str, os.PathLike)):
+            return load_audio(source, self.sample_rate)
+        if sr is None:
+            raise ValueError("an array needs its sample rate: pass sr=...")
+        x = to_mono(np.asarray(source, dtype=np.float32))
+        check_signal(x, "<array>")
+        return np.ascontiguousarray(resample(x, int(sr), self.sample_rate), dtype=np.float32)
+
+    def clip_windows(self, x: np.ndarray) -> np.ndarray:
+        """A clip at the pipeline's rate -> its windows (C, N) as the module docstring describes."""
+        sr, audio = self.sample_rate, self.pipeline.audio
+        if audio.offset and x.shape[0] > (audio.offset + OFFSET_MARGIN) * sr:
+            x = x[int(round(audio.offset * sr)) :]
+        if audio.duration is None:
+            return fit(x, max(x.shape[0], int(MIN_WINDOW * sr)))[None, :]
+        n = int(round(audio.duration * sr))
+        return np.stack([fit(x[s : s + n], n) for s in window_starts(x.shape[0], n, n // 2, int(CLIP_TAIL * n))])
+
+    # --- clips ----------------------------------------------------------------------------------
+    def predict(self, source, sr: int | None = None) -> dict:
+        """One clip (a path, or an array with its rate `sr`) -> {"label", "probabilities": {label: p}}."""
+        windows = self.clip_windows(self.signal(source, sr))
+        p = self._pieces_probabilities(list(windows), windows.shape[1]).mean(0)
+        return {"label": self.labels[int(np.argmax(p))], "probabilities": _named(self.labels, p)}
+
+    def predict_many(self, paths: Iterable[str | os.PathLike], progress: Callable[[int], None] | None = None) -> list[dict]:
+        """Each path -> {"path", "label", "probabilities"} or {"path", "error"} (the AudioError text,
+        naming the file); a file that cannot be used never stops the others. `progress(1)` after each."""
+        out = []
+        for path in paths:
+            try:
+                out.append({"path": str(path), **self.predict(path)})
+            except AudioError as e:
+                out.append({"path": str(path), "error": str(e)})
+            if progress:
+                progress(1)
+        return out
+
+    # --- long recordings ------------------------------------------------------------------------
+    def timeline(self, source, sr: int | None = None, window: float = 2.0, hop: float = 0.5, vad: bool = True) -> dict:
+        """A long recording -> {"duration", "speech", "windows", "segments"} (seconds throughout).
+
+        speech: [start, end] regions found by voice activity detection (the whole recording when
+            `vad` is off); windows: {"start", "end", "label", "probabilities"}, `window` s hopped by
+            `hop` s over speech only; segments: {"start", "end", "label", "confidence" (mean top
+            probability), "probabilities" (mean)} of adjacent windows sharing their top label.
+        A silent recording gives empty lists, not an error.
+        """
+        if window < MIN_WINDOW or hop <= 0:
+            raise ValueError(f"window must be at least {MIN_WINDOW:g} s and hop positive (got {window:g} s, {hop:g} s)")
+        try:
+            x = self.signal(source, sr)
+        except AudioError as e:
+            if not e.problem.startswith("signal is silent"):
+                raise
+            duration = audio_info(source)[0] if isinstance(source, (str, os.PathLike)) else len(source) / sr
+            return {"duration": round(duration, 3), "speech": [], "windows": [], "segments": []}
+        rate = self.sample_rate
+        total = x.shape[0] / rate
+        regions = speech_segments(x, rate, min_silence=TIMELINE_MIN_SILENCE) if vad else [(0.0, total)]
+        win, step = int(round(window * rate)), max(1, int(round(hop * rate)))
+        spans = []  # (region, start sample, end sample)
+        for r, (s, e) in enumerate(regions):
+            a, b = int(s * rate), min(x.shape[0], int(math.ceil(e * rate)))
+            spans += [(r, a + t, min(a + t + win, b)) for t in window_starts(b - a, win, step)] if b > a else []
+        probs = self._pieces_probabilities([x[a:b] for _, a, b in spans], win)
+        windows = [{"start": round(a / rate, 3), "end": round(b / rate, 3), "label": self.labels[int(np.argmax(p))],
+                    "probabilities": _named(self.labels, p)} for (_, a, b), p in zip(spans, probs)]
+        segments = merge_windows(windows, [r for r, _, _ in spans], self.labels)
+        return {"duration": round(total, 3), "speech": [[round(s, 3), round(e, 3)] for s, e in regions],
+                "windows": windows, "segments": segments}
+
+    def segment(self, x: np.ndarray, window: float = 2.0, hop: float = 0.5) -> dict:
+        """One speech segment at the pipeline's rate -> {"label", "confidence", "probabilities"}:
+        the mean over its timeline windows (one zero-padded window when shorter than `window`)."""
+        win, step = int(round(window * self.sample_rate)), max(1, int(round(hop * self.sample_rate)))
+        pieces = [x[s : s + win] for s in window_starts(x.shape[0], win, step)]
+        p = self._pieces_probabilities(pieces, win).mean(0)
+        named = _named(self.labels, p)
+        label = self.labels[int(np.argmax(p))]
+        return {"label": label, "confidence": round(named[label], 4), "probabilities": named}
+
+
+def merge_windows(windows: list[dict], regions: list[int], labels: Sequence[str]) -> list[dict]:
+    """Adjacent windows of one speech region with the same top label -> segments."""
+    segs: list[dict] = []
+    for w, r in zip(windows, regions):
+        top = w["probabilities"][w["label"]]
+        probs = np.array([w["probabilities"][k] for k in labels])
+        last = segs[-1] if segs else None
+        if last is not None and last["_region"] == r and last["label"] == w["label"]:
+            last["end"] = max(last["end"], w["end"])
+            last["_top"].append(top)
+            last["_p"].append(probs)
+            continue
+        start = w["start"]
+        if last is not None and last["_region"] == r and w["start"] < last["end"]:
+            start = round((w["start"] + last["end"]) / 2, 3)  # overlapping windows: split the overlap
+            last["end"] = start
+        segs.append({"start": start, "end": w["end"], "label": w["label"], "_region": r, "_top": [top], "_p": [probs]})
+    return [{"start": s["start"], "end": s["end"], "label": s["label"], "confidence": round(float(np.mean(s["_top"])), 4),
+             "probabilities": _named(labels, np.mean(s["_p"], axis=0))} for s in segs]
+
+
+# --- live streams ------------------------------------------------------------------------------
+
+
+class StreamListener:
+    """Audio arriving in chunks (a microphone) -> one result per speech segment, as each ends.
+
+    `feed(chunk)` takes float32 mono samples at `sr` Hz of any size and returns the segments that
+    finished in it: {"start", "end" (seconds since the first sample fed), "label", "confidence",
+    "probabilities"}; `flush()` ends the stream and returns a segment still open.
+
+    Voice activity: silero-vad on 32 ms frames at 16 kHz (`audio.VoiceActivity`), with hysteresis
+    as silero's own streaming iterator: speech starts at a frame whose probability reaches
+    `threshold` and ends after `min_silence` s below `threshold - 0.15`; `pad` s of audio are kept on
+    both sides; segments shorter than `min_speech` s are dropped; one that runs past `max_segment`
+    s is reported and a new one begins. The rolling buffer holds the open segment and `pad` s
+    before it, nothing more. Each segment is classified by `Predictor.segment` (windows of
+    `window` s hopped by `hop` s, averaged).
+    """
+
+    def __init__(self, predictor: Predictor, sr: int = VAD_SAMPLE_RATE, *, window: float = 2.0, hop: float = 0.5,
+                 threshold: float = 0.5, min_silence: float = 0.5, min_speech: float = 0.25, pad: float = 0.1,
+                 max_segment: float = 15.0):
+        from .audio import VoiceActivity
+
+        if window < MIN_WINDOW or hop <= 0:
+            raise ValueError(f"window must be at least {MIN_WINDOW:g} s and hop positive (got {window:g} s, {hop:g} s)")
+        self.predictor = predictor
+        self.sr = int(sr)
+        self.window, self.hop = window, hop
+        self.threshold, self.pad = threshold, int(pad * VAD_SAMPLE_RATE)
+        self.min_silence, self.min_speech = int(min_silence * VAD_SAMPLE_RATE), int(min_speech * VAD_SAMPLE_RATE)
+        self.max_segment = int(max_segment * VAD_SAMPLE_RATE)
+        self.vad = VoiceActivity()
+        self.frame = VoiceActivity.FRAME
+        self._resampler = None
+        if self.sr != VAD_SAMPLE_RATE:
+            import soxr
+
+            self._resampler = soxr.ResampleStream(self.sr, VAD_SAMPLE_RATE, 1, dtype="float32", quality="HQ")
+        self._pending = np.zeros(0, np.float32)  # 16 kHz samples not yet a whole frame
+        self._buf = np.zeros(0, np.float32)  # 16 kHz samples from _buf_start on
+        self._buf_start = 0  # absolute 16 kHz sample index of _buf[0]
+        self._now = 0  # absolute index of the next frame's first sample
+        self._start: int | None = None  # open segment's first sample
+        self._silence = 0  # samples of non-speech since the last speech frame of the open segment
+
+    def feed(self, chunk: np.ndarray) -> list[dict]:
+        x = np.asarray(chunk, dtype=np.float32).reshape(-1)
+        if self._resampler is not None:
+            x = self._resampler.resample_chunk(x)
+        return self._frames(x)
+
+    def flush(self) -> list[dict]:
+        """End of the stream: the open segment (if any) ends at the last sample fed."""
+        out = []
+        if self._resampler is not None:
+            out += self._frames(self._resampler.resample_chunk(np.zeros(0, np.float32), last=True))
+        if self._pending.size:
+            self._buf = np.concatenate([self._buf, self._pending])
+            self._now += self._pending.size
+            self._pending = np.zeros(0, np.float32)
+        if self._start is not None:
+            out += self._emit(self._start, self._now - self._silence + min(self._silence, self.pad))
+            self._start = None
+        self.vad.reset()
+        return out
+
+    def _frames(self, x: np.ndarray) -> list[dict]:
+        x = np.concatenate([self._pending, x])
+        n = (x.shape[0] // self.frame) * self.frame
+        self._pending = x[n:]
+        self._buf = np.concatenate([self._buf, x[:n]])
+        out = []
+        for i in range(0, n, self.frame):
+            out += self._step(self.vad.prob(x[i : i + self.frame]))
+        return out
+
+    def _step(self, p: float) -> list[dict]:
+        """One frame (at self._now) with speech probability p."""
+        out = []
+        frame_start = self._now
+        self._now += self.frame
+        if self._start is None:
+            if p >= self.threshold:
+                self._start = max(self._buf_start, frame_start - self.pad)
+                self._silence = 0
+            else:
+                self._trim(self._now - self.pad)
+            return out
+        if p >= self.threshold:
+            self._silence = 0
+        elif p < self.threshold - 0.15:
+            self._silence += self.frame
+        if self._silence >= self.min_silence:
+            out += self._emit(self._start, self._now - self._silence + self.pad)
+            self._start = None
+            self._trim(self._now - self.pad)
+        elif self._now - self._start >= self.max_segment:
+            out += self._emit(self._start, self._now)
+            self._start = self._now
+            self._trim(self._start - self.pad)
+        return out
+
+    def _emit(self, start: int, end: int) -> list[dict]:
+        end = min(end, self._buf_start + self._buf.shape[0])
+        if end - start < self.min_speech:
+            return []
+        x = self._buf[start - self._buf_start : end - self._buf_start]
+        x = resample(x, VAD_SAMPLE_RATE, self.predictor.sample_rate)
+        if float(np.max(np.abs(x), initial=0.0)) < SILENCE_PEAK:
+            return []
+        result = self.predictor.segment(x, self.window, self.hop)
+        return [{"start": round(start / VAD_SAMPLE_RATE, 3), "end": round(end / VAD_SAMPLE_RATE, 3), **result}]
+
+    def _trim(self, keep_from: int) -> None:
+        cut = keep_from - self._buf_start
+        if cut > 0:
+            self._buf = self._buf[cut:]
+            self._buf_start = keep_from
+
+
+# --- loading and plotting ----------------------------------------------------------------------
+
+
+def load_model(path: str | os.PathLike | None = None, runtime: str = "torch", *,
+               onnx_path: str | os.PathLike | None = None, threads: int = 1) -> Predictor:
+    """A Predictor for a saved pipeline (`path` = P for P.json + P.safetensors), or, with no path,
+    for the model bundled with voxemo (voxemo/assets/voxemo_net). Raises PipelineError."""
+    if path is None:
+        weights, config = pipeline_files(BUNDLED)
+        if not (weights.is_file() and config.is_file()):
+            raise PipelineError(f"no bundled model in this installation: {BUNDLED.parent} holds no "
+                                f"{config.name} and {weights.name}; pass the path of a pipeline "
+                                f"(written by `voxemo train ... --out PATH`)")
+        path = BUNDLED
+    return Predictor(load_pipeline(path), runtime, onnx_path, threads=threads)
+
+
+def plot_timeline(timeline: dict, out_png: str | os.PathLike, *, title: str | None = None) -> Path:
+    """Write a PNG: the per-class probabilities of the windows, stacked, over time (zero in
+    silence), and the segments as labelled bars below."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    windows, segments = timeline["windows"], timeline["segments"]
+    labels = list(windows[0]["probabilities"]) if windows else []
+    colors = {k: plt.get_cmap("tab10")(i % 10) for i, k in enumerate(labels)}
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(11, 4.2), sharex=True, height_ratios=(3, 1),
+                                      constrained_layout=True)
+    if windows:
+        xs, ys = [], []
+        zero = np.zeros(len(labels))
+        for i, w in enumerate(windows):
+            p = np.array([w["probabilities"][k] for k in labels])
+            if i == 0 or w["start"] > windows[i - 1]["end"]:  # a run of windows begins after silence
+                if xs:
+                    xs += [windows[i - 1]["end"]] * 2
+                    ys += [ys[-1], zero]
+                xs += [w["start"]] * 2
+                ys += [zero, p]
+            xs.append((w["start"] + w["end"]) / 2)
+            ys.append(p)
+        xs += [windows[-1]["end"]] * 2
+        ys += [ys[-1], zero]
+        top.stackplot(xs, np.array(ys).T, labels=labels, colors=[colors[k] for k in labels], alpha=0.85)
+        top.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8, frameon=False)
+    else:
+        top.text(0.5, 0.5, "no speech found", ha="center", va="center", transform=top.transAxes)
+    top.set_ylim(0, 1)
+    top.set_ylabel("probability")
+    for s in segments:
+        bottom.broken_barh([(s["start"], s["end"] - s["start"])], (0, 1), color=colors.get(s["label"], "grey"))
+        bottom.text((s["start"] + s["end"]) / 2, 0.5, s["label"], ha="center", va="center", fontsize=7, clip_on=True)
+    bottom.set_yticks([])
+    bottom.set_ylabel("segments")
+    bottom.set_xlabel("time (s)")
+    bottom.set_xlim(0, max(timeline["duration"], 1e-3))
+    if title:
+        top.set_title(title, fontsize=10)
+    out = Path(out_png)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out

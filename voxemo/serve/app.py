@@ -1,0 +1,273 @@
+"""The HTTP service: one FastAPI app around one `Predictor`.
+
+    POST /predict   multipart upload (field `file`, any format soundfile reads) -> label, probabilities,
+                    duration; `?timeline=true&window=2&hop=0.5` adds the timeline of a long recording
+    GET  /health    {"status": "ok", ...}
+    GET  /model     labels, training corpora, protocol and accuracy from the pipeline file, runtime
+    GET  /          the web page (upload a file or record from the microphone)
+    GET  /docs      OpenAPI documentation (FastAPI's own)
+
+Limits. An upload above `max_upload_mb` is refused with 413 twice over: by its Content-Length before the
+body is read, and by counting bytes as they arrive (a chunked upload carries no length) and again while
+the file is copied to disk. A recording longer than `max_duration_s` (read from the file header after
+saving, before decoding) gets 413. Content that is not usable audio (not audio, empty, silent, NaN)
+gets 415 (soundfile cannot read it) or 422 (it reads, but holds no usable signal) with the message of
+`AudioError`; a missing `file` field gets FastAPI's 422.
+
+Concurrency. Uploads are saved and decoded (`load_audio`, the only decoder) in FastAPI's threadpool,
+in parallel. Inference shares one predictor and runs under one lock: a torch module and silero-vad's
+state (voice activity for the timeline) must not be used by two threads at once, and on a small CPU
+machine one inference at a time using all cores is as fast as two halves. To use more cores, run
+more processes (several `voxemo serve` instances behind a proxy, or uvicorn workers each building
+their own app).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import tempfile
+import threading
+from importlib import resources
+from pathlib import Path
+import numpy as np
+from fastapi import FastAPI, File, HTTPException, Query, UploadFile
+from fastapi.responses import HTMLResponse
+from pydantic import BaseModel, Field
+
+from .. import __version__
+from ..audio import AudioError, audio_info, load_audio
+
+MB = 1000 * 1000  # limits are in decimal megabytes, as a user reads "20 MB"
+CHUNK = 1024 * 1024  # bytes copied from the upload to the temporary file at a time
+MULTIPART_SLACK = 64 * 1024  # room for multipart headers and boundaries over the file's own size
+READABLE_PREFIX = "not an audio file"  # AudioError problems that mean "soundfile cannot read this" -> 415
+META_KEYS = ("corpora", "protocol", "n_train", "validation_speakers", "validation_metrics", "cv_metrics")
+
+
+# --- response bodies (they also document the API at /docs) -------------------------------------------
+
+class Segment(BaseModel):
+    start: float = Field(description="Seconds from the start of the recording.")
+    end: float = Field(description="Seconds from the start of the recording.")
+    label: str
+    confidence: float = Field(description="Mean probability of `label` over the segment's windows.")
+    probabilities: dict[str, float]
+
+
+class Window(BaseModel):
+    start: float
+    end: float
+    label: str
+    probabilities: dict[str, float]
+
+
+class Timeline(BaseModel):
+    duration: float = Field(description="Seconds.")
+    speech: list[list[float]] = Field(description="[start, end] of the speech regions found (all of it with vad=false).")
+    windows: list[Window] = Field(description="Every analysis window (window s long, hop s apart) over speech.")
+    segments: list[Segment] = Field(description="Adjacent windows of one speech region with the same label, merged.")
+
+
+class Prediction(BaseModel):
+    label: str = Field(description="The most probable class.")
+    probabilities: dict[str, float] = Field(description="Probability of every class, in the model's label order.")
+    duration: float = Field(description="Length of the uploaded recording in seconds.")
+    timeline: Timeline | None = Field(None, description="Only when asked for with timeline=true.")
+
+
+class Health(BaseModel):
+    status: str
+    version: str
+    runtime: str
+
+
+# --- the app -------------------------------------------------------------------------------------------
+
+def create_app(predictor, *, max_upload_mb: float = 20, max_duration_s: float = 600,
+               title: str = "voxemo") -> FastAPI:
+    """A FastAPI app serving `predictor` (a `voxemo.predict.Predictor`); no server is started.
+
+    max_upload_mb: largest accepted upload (MB; fractions allowed); larger ones get 413.
+    max_duration_s: longest accepted recording (seconds); longer ones get 413.
+    """
+    max_bytes = int(max_upload_mb * MB)
+    pipe = predictor.pipeline
+    sr = pipe.audio.sample_rate
+    runtime = str(getattr(predictor, "runtime", "torch"))
+    lock = threading.Lock()  # one inference at a time on the shared predictor (see the module docstring)
+    page = resources.files(__package__).joinpath("static", "index.html").read_text(encoding="utf-8")
+
+    app = FastAPI(title=title, version=__version__,
+                  description="Speech emotion recognition: upload a recording, get the emotion it expresses.")
+    app.state.predictor = predictor
+    app.state.limits = {"max_upload_mb": max_upload_mb, "max_duration_s": max_duration_s}
+    app.add_middleware(BodyLimit, limit=max_bytes + MULTIPART_SLACK, paths={"/predict"},
+                       message=f"upload too large: the limit is {_mb(max_upload_mb)}")
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def index():
+        return HTMLResponse(page)
+
+    @app.get("/health", response_model=Health)
+    def health():
+        """Liveness: the model is loaded and the service answers."""
+        return {"status": "ok", "version": __version__, "runtime": runtime}
+
+    @app.get("/model")
+    def model() -> dict:
+        """What the served model recognises and how it was trained and scored."""
+        info = {"labels": list(pipe.labels), "task": pipe.task, "runtime": runtime,
+                "model": getattr(pipe.model, "name", type(pipe.model).__name__),
+                "audio": dataclasses.asdict(pipe.audio), "voxemo_version": __version__,
+                "limits": app.state.limits}
+        info.update({k: pipe.meta[k] for k in META_KEYS if k in pipe.meta})
+        return _plain(info)
+
+    @app.post("/predict", response_model=Prediction, response_model_exclude_none=True,
+              responses={413: {"description": "Upload too large or recording too long."},
+                         415: {"description": "Not an audio file soundfile can read."},
+                         422: {"description": "No `file` field, or audio without a usable signal (empty, silent, NaN)."}})
+    def predict(
+        file: UploadFile = File(..., description="A recording in any format soundfile reads (WAV, FLAC, OGG, MP3, ...)."),
+        timeline: bool = Query(False, description="Also return the timeline: windows, and segments of one emotion."),
+        window: float = Query(2.0, gt=0, le=60, description="Timeline window length in seconds."),
+        hop: float = Query(0.5, gt=0, le=60, description="Timeline hop between windows in seconds."),
+        vad: bool = Query(True, description="Timeline: label only the parts with speech (silero-vad)."),
+    ):
+        """The emotion of an uploaded recording; with timeline=true, also how it changes over time.
+
+        Runs in FastAPI's threadpool (a plain `def`), so the event loop is never blocked.
+        """
+        name = Path(file.filename or "upload").name or "upload"
+        path = _save_upload(file, max_bytes, max_upload_mb, name)
+        try:
+            if os.path.getsize(path) > 0:  # an empty file gets load_audio's own message below
+                duration = _header_duration(path, name)
+                if duration > max_duration_s:
+                    raise HTTPException(413, f"{name}: recording too long ({duration:.1f} s); "
+                                             f"the limit is {max_duration_s:g} s")
+            try:
+                x = load_audio(path, sr)
+            except AudioError as e:
+                raise _audio_http_error(name, path, e) from None
+            with lock:
+                try:
+                    out = predictor.predict(x, sr=sr)
+                    tl = predictor.timeline(x, sr=sr, window=window, hop=hop, vad=vad) if timeline else None
+                except (AudioError, ValueError) as e:  # e.g. a clip too short for the model
+                    raise HTTPException(422, f"{name}: {getattr(e, 'problem', e)}") from None
+        finally:
+            os.unlink(path)
+        body = {"label": out["label"], "probabilities": out["probabilities"], "duration": x.shape[0] / sr}
+        if tl is not None:
+            body["timeline"] = tl
+        return _plain(body)
+
+    return app
+
+
+def _save_upload(file: UploadFile, max_bytes: int, max_upload_mb: float, name: str) -> str:
+    """Copy the upload to a temporary file (keeping a plain extension), counting bytes; its path."""
+    suffix = Path(name).suffix if re.fullmatch(r"\.[A-Za-z0-9]{1,8}", Path(name).suffix) else ""
+    tmp = tempfile.NamedTemporaryFile(prefix="voxemo-upload-", suffix=suffix, delete=False)
+    try:
+        with tmp:
+            n = 0
+            while chunk := file.file.read(CHUNK):
+                n += len(chunk)
+                if n > max_bytes:
+                    raise HTTPException(413, f"{name}: upload too large: the limit is {_mb(max_upload_mb)}")
+                tmp.write(chunk)
+    except BaseException:
+        os.unlink(tmp.name)
+        raise
+    return tmp.name
+
+
+def _header_duration(path: str, name: str) -> float:
+    try:
+        duration, _, _ = audio_info(path)
+    except AudioError as e:
+        raise _audio_http_error(name, path, e) from None
+    return duration
+
+
+def _audio_http_error(name: str, path: str, e: AudioError) -> HTTPException:
+    """415 when soundfile cannot read the file, 422 when it reads but holds no usable signal.
+
+    The message names the uploaded file, never the temporary copy (soundfile's own text quotes it).
+    """
+    status = 415 if e.problem.startswith(READABLE_PREFIX) else 422
+    return HTTPException(status, f"{name}: {e.problem.replace(path, name)}")
+
+
+def _mb(x: float) -> str:
+    return f"{x:g} MB" if x >= 1 else f"{x * 1000:g} kB"
+
+
+def _plain(obj):
+    """numpy scalars and arrays -> Python numbers and lists, recursively (for JSON)."""
+    if isinstance(obj, dict):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, np.generic):
+        return obj.item()
+    return obj
+
+
+class BodyLimit:
+    """ASGI middleware: answer 413 to a request body above `limit` bytes before it is stored.
+
+    Looks at Content-Length first; then counts the bytes as they arrive, so a chunked upload (no
+    length) is cut off too: the app is told the client went away and its own answer is dropped.
+    """
+
+    def __init__(self, app, *, limit: int, paths: set[str], message: str):
+        self.app, self.limit, self.paths, self.message = app, limit, paths, message
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope["path"] not in self.paths:
+            return await self.app(scope, receive, send)
+        length = dict(scope["headers"]).get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.limit:
+            return await self._refuse(send)
+        received, refused, started = 0, False, False
+
+        async def counted_receive():
+            nonlocal received, refused
+            msg = await receive()
+            if msg["type"] == "http.request":
+                received += len(msg.get("body", b""))
+                if received > self.limit and not started:
+                    if not refused:
+                        refused = True
+                        await self._refuse(send)
+                    return {"type": "http.disconnect"}
+            return msg
+
+        async def guarded_send(msg):
+            nonlocal started
+            if refused:
+                return  # our 413 went out already
+            started = True
+            await send(msg)
+
+        try:
+            await self.app(scope, counted_receive, guarded_send)
+        except Exception:
+            if not refused:
+                raise  # the app's failure after our 413 (a disconnected client) is expected
+
+    async def _refuse(self, send):
+        import json
+
+        body = json.dumps({"detail": self.message}).encode()
+        await send({"type": "http.response.start", "status": 413,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                                (b"connection", b"close")]})
+        await send({"type": "http.response.body", "body": body})
