@@ -28,6 +28,7 @@ install-test: $(VENV)/.installed-test
 
 demo: install
 	$(VENV)/bin/voxemo data info examples
+	$(VENV)/bin/voxemo predict examples
 
 test: install-test
 	$(PY) -m pytest -q

@@ -151,6 +151,8 @@ def test_health_and_model(client):
 def test_docs_and_openapi(client):
     docs = client.get("/docs")
     assert docs.status_code == 200 and "swagger" in docs.text.lower()
+    assert "cdn" not in docs.text and "http" not in docs.text.replace(client.base_url.host, "")  # works offline
+    assert client.get("/docs-static/swagger-ui-bundle.js").status_code == 200
     spec = client.get("/openapi.json").json()
     assert {"/predict", "/health", "/model"} <= set(spec["paths"])
     post_spec = spec["paths"]["/predict"]["post"]

@@ -99,8 +99,9 @@ def create_app(predictor, *, max_upload_mb: float = 20, max_duration_s: float = 
     lock = threading.Lock()  # one inference at a time on the shared predictor (see the module docstring)
     page = resources.files(__package__).joinpath("static", "index.html").read_text(encoding="utf-8")
 
-    app = FastAPI(title=title, version=__version__,
+    app = FastAPI(title=title, version=__version__, docs_url=None,
                   description="Speech emotion recognition: upload a recording, get the emotion it expresses.")
+    _offline_docs(app)
     app.state.predictor = predictor
     app.state.limits = {"max_upload_mb": max_upload_mb, "max_duration_s": max_duration_s}
     app.add_middleware(BodyLimit, limit=max_bytes + MULTIPART_SLACK, paths={"/predict"},
@@ -271,3 +272,19 @@ class BodyLimit:
                     "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
                                 (b"connection", b"close")]})
         await send({"type": "http.response.body", "body": body})
+
+
+def _offline_docs(app: FastAPI) -> None:
+    """/docs with Swagger UI served from the swagger-ui-bundle package, not a CDN (no network here)."""
+    from fastapi.openapi.docs import get_swagger_ui_html
+    from fastapi.staticfiles import StaticFiles
+    from swagger_ui_bundle import swagger_ui_path
+
+    app.mount("/docs-static", StaticFiles(directory=swagger_ui_path), name="docs-static")
+
+    @app.get("/docs", include_in_schema=False)
+    def docs():
+        return get_swagger_ui_html(openapi_url=app.openapi_url, title=f"{app.title}: API",
+                                   swagger_js_url="/docs-static/swagger-ui-bundle.js",
+                                   swagger_css_url="/docs-static/swagger-ui.css",
+                                   swagger_favicon_url="/docs-static/favicon-32x32.png")
