@@ -132,7 +132,8 @@ def folder(tmp_path):
     return tmp_path
 
 
-def test_cli_predict_folder_json_csv_table(model_path, folder):
+def test_cli_predict_folder_json_csv_table(model_path, folder, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "250")  # a wide terminal, so the table does not fold the paths
     r = run("predict", folder, "--model", model_path, "--format", "json")
     assert r.exit_code == 0, r.output
     records = [json.loads(line) for line in r.stdout.splitlines()]
@@ -157,6 +158,11 @@ def test_cli_predict_folder_json_csv_table(model_path, folder):
     r = run("predict", folder / UNSEEN[0].name, "--model", model_path)
     assert r.exit_code == 0 and UNSEEN[0].name[:10] in r.stdout
     assert any(e in r.stdout for e in EMOTIONS)
+    from voxemo.corpora import label_from_name
+
+    truth = label_from_name(UNSEEN[0])
+    assert truth in EMOTIONS and "labelled" in r.stdout and "of 1 files predicted as" in r.stdout
+    assert label_from_name("my_recording.wav") is None and label_from_name("03a01Wa.wav") == "angry"
 
 
 def test_cli_predict_clear_errors(model_path, tmp_path):

@@ -535,15 +535,23 @@ def predict_cmd(
     if writer:
         writer.writerow(["path", "label", *labels, "error"])
     table = None
+    from .corpora import label_from_name
+
+    named = {path: label_from_name(path) for path in files}
+    show_named = any(v is not None for v in named.values())
     if fmt == "table":
         table = Table(show_edge=False)
         table.add_column("file", overflow="fold")
         for c, j in (("emotion", "left"), ("confidence", "right"), ("most likely", "left")):
             table.add_column(c, justify=j, no_wrap=c != "most likely")
+        if show_named:
+            table.add_column("labelled")
+    results = []
     with progress_bar() as bar:
         task = bar.add_task("predicting", total=len(files))
         for path in files:
             r = predictor.predict_many([path])[0]
+            results.append(r)
             bar.advance(task)
             if "error" in r:
                 report_error(path, r["error"])
@@ -554,9 +562,14 @@ def predict_cmd(
             elif writer:
                 writer.writerow([path, r["label"], *[f"{p[k]:.4f}" for k in labels], ""])
             else:
-                table.add_row(escape(str(path)), r["label"], f"{p[r['label']]:.2f}", _top(p))
+                row = [escape(str(path)), r["label"], f"{p[r['label']]:.2f}", _top(p)]
+                table.add_row(*row, *([named[path] or ""] if show_named else []))
     if table is not None and table.row_count:
         console.print(table)
+        known = [(named[f], r) for f, r in zip(files, results) if named[f] and "label" in r]
+        if known:
+            right = sum(n == r["label"] for n, r in known)
+            console.print(f"{right} of {len(known)} files predicted as their file name labels them", highlight=False)
     if failed:
         err.print(f"{failed} of {len(files)} files could not be predicted", highlight=False)
     raise typer.Exit(1 if failed else 0)

@@ -189,6 +189,19 @@ def scan(root: str | os.PathLike, corpus: str | None = None, *, strict: bool = F
     return manifest
 
 
+def label_from_name(path: str | os.PathLike) -> str | None:
+    """The emotion a file's name gives it under a known corpus's naming (RAVDESS, EmoDB, CREMA-D,
+    SAVEE, TESS), or None: lets `voxemo predict` show the true label beside its guess."""
+    from . import cremad, emodb, ravdess, savee, tess
+
+    p = Path(path)
+    for parse in (ravdess.parse, emodb.parse, cremad.parser({}), savee.parse, tess.parse):
+        utt = parse(p)
+        if isinstance(utt, Utterance):
+            return utt.emotion
+    return None
+
+
 def parse_data_arg(arg: str) -> tuple[str | None, str]:
     """'emodb:/data/emodb' -> ("emodb", "/data/emodb"); a plain path -> (None, path)."""
     name, sep, rest = arg.partition(":")
