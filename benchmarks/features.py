@@ -6,7 +6,7 @@
    0.5 s, 3 s): the first pass decodes (cold cache), the second reads the cached arrays.
 2. On the same decoded clips, time our batched front-end (`compute_features`, batches of 32) against
    librosa one clip at a time, for log-mel and MFCC with the same settings, one timed run each after
-   one warm-up call of each on a single clip. The target is our front-end >= 5x librosa's clips/s.
+   one warm-up call of each on its unit of work (one batch for ours, one clip for librosa). The target is our front-end >= 5x librosa's clips/s.
 3. Print the largest absolute difference between ours and librosa on the first clip, per kind.
 
 "Cold" means an empty voxemo cache; the operating system may still hold the files in memory.
@@ -91,8 +91,8 @@ def main() -> None:
     for kind, cfg in CONFIGS.items():
         frontend = Frontend(cfg)
         ref = LIBROSA[kind]
-        compute_features(frontend, waves[:1], batch_size=BATCH_SIZE)  # warm-up
-        ref(waves[0])  # warm-up
+        compute_features(frontend, waves[:BATCH_SIZE], batch_size=BATCH_SIZE)  # warm-up: one batch, our unit of work
+        ref(waves[0])  # warm-up: one clip, librosa's unit of work
         (ours, _), t_ours = timed(lambda: compute_features(frontend, waves, batch_size=BATCH_SIZE))
         theirs, t_ref = timed(lambda: [ref(w) for w in waves])
         ratio = t_ref / t_ours

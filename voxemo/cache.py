@@ -66,6 +66,10 @@ class WaveformCache:
         st = p.stat()
         return self.dir / f"{_digest(f'{p}|{st.st_size}|{st.st_mtime_ns}')[:32]}.npy"
 
+    def compute(self, path: str | os.PathLike) -> np.ndarray:
+        """What an entry holds (here the decoded waveform); subclasses cache other per-file arrays."""
+        return self.settings.load(path)
+
     def load(self, path: str | os.PathLike) -> np.ndarray:
         if not Path(path).is_file():  # let load_audio name the problem (missing, a folder, ...)
             return self.settings.load(path)
@@ -77,7 +81,7 @@ class WaveformCache:
                 return x
             except (OSError, ValueError):
                 pass  # a damaged entry is decoded again and rewritten
-        x = self.settings.load(path)
+        x = self.compute(path)
         self.misses += 1
         entry.parent.mkdir(parents=True, exist_ok=True)
         tmp = entry.with_suffix(f".{os.getpid()}.{id(x)}.tmp")

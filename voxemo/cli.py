@@ -192,13 +192,15 @@ def build_experiment(config: Path | None, **flags):
     d.update({k: v for k, v in flags.items() if v is not None})
     if not d.get("model"):
         fail("no model given: pass --model NAME (see `voxemo models`) or set model in the --config file")
+    from .baseline import BASELINES
     from .models import list_models
 
-    if d["model"] not in list_models():
-        fail(f"unknown model {d['model']!r}; known: {', '.join(list_models())}")
+    if d["model"] not in list_models() and d["model"] not in BASELINES:
+        fail(f"unknown model {d['model']!r}; known: {', '.join([*list_models(), *BASELINES])}")
     try:
         exp = Experiment(**d, audio=AudioSettings(**audio), frontend=frontend, model_overrides=model_overrides, train=train)
-        exp.train_config(), exp.frontend_config()
+        if not exp.is_baseline:
+            exp.train_config(), exp.frontend_config()
     except (TypeError, ValueError) as e:
         fail(f"bad configuration: {e}")
     return exp
@@ -253,6 +255,8 @@ def train_cmd(
 
     exp = build_experiment(config, model=model, task=task, channel=channel, intensity=intensity, emotions=emotions,
                            gender=gender, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, val_speakers=val_speakers)
+    if exp.is_baseline:
+        fail(f"{exp.model} is a cross-validation baseline with no pipeline to save; run it with `voxemo cv`")
     for p in pipeline_files(out):
         refuse_overwrite(p, force)
     manifest = load_data(data)
@@ -307,7 +311,7 @@ def cv_cmd(
     with progress_bar() as bar:
         dec = bar.add_task("decoding", total=len(manifest))
         fold_task = bar.add_task("folds", total=None)
-        ep = bar.add_task("training", total=exp.train_config().epochs)
+        ep = bar.add_task("training", total=None if exp.is_baseline else exp.train_config().epochs)
 
         def on_fold(i, n, m):
             bar.update(fold_task, total=n, completed=i + 1, description=f"fold {i + 1}/{n}: UA {m['ua']:.3f}")
@@ -354,7 +358,7 @@ def evaluate_cmd(
 
 @app.command("reproduce")
 def reproduce_cmd(
-    name: Annotated[str, typer.Argument(help="Recipe: seed000, seed001, seed002, seed003, seed004 (see voxemo/recipes/).")],
+    name: Annotated[str, typer.Argument(help="Recipe: seed000, seed001, seed002, seed003, seed004 or baselines (see voxemo/recipes/).")],
     data: Annotated[Optional[Path], typer.Option("--data", help="Folder holding ravdess_speech/, ravdess_song/ and emodb/ (each in its official layout).  [default: $VOXEMO_DATA]")] = None,
     quick: Annotated[bool, typer.Option("--quick", help="A few-minute smoke run: six speakers, one epoch, one fold. Not comparable with the paper.")] = False,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output folder (table.md, results.json, one run directory per row and protocol).  [default: runs/reproduce-NAME-<time>]")] = None,

@@ -62,6 +62,13 @@ class Experiment:
         if self.ratios is not None:
             self.ratios = tuple(self.ratios)
 
+    @property
+    def is_baseline(self) -> bool:
+        """True for the openSMILE + SVM baselines (voxemo.baseline), which have no network to train."""
+        from .baseline import BASELINES
+
+        return self.model in BASELINES
+
     def entry(self):
         from .models import model_entry
 
@@ -141,8 +148,10 @@ def cross_validate(manifest: Sequence[Utterance], exp: Experiment, run_dir: Path
                    on_epoch: Callable[[dict], None] | None = None,
                    decode_progress: Callable[[int], None] | None = None) -> dict:
     """Run `exp.protocol` over the selected utterances; write the run directory; return metrics.json's dict."""
-    from .report import write_run
+    if exp.is_baseline:
+        from .baseline import cross_validate_baseline
 
+        return cross_validate_baseline(manifest, exp, run_dir, on_fold=on_fold, decode_progress=decode_progress)
     utts = exp.select(manifest)
     if not utts:
         raise ValueError("no utterances left after the filters")
@@ -180,7 +189,14 @@ def cross_validate(manifest: Sequence[Utterance], exp: Experiment, run_dir: Path
         histories.append(h)
         if on_fold:
             on_fold(i, len(folds), m)
-    agg = aggregate(fold_metrics)
+    return finish_run(run_dir, exp, exp.to_dict(), utts, y, classes, folds, fold_metrics, histories, t0)
+
+
+def finish_run(run_dir: Path, exp: Experiment, config: dict, utts: Sequence[Utterance], y, classes: list[str],
+               folds: Sequence[Fold], fold_metrics: list[dict], histories: list[dict], t0: float) -> dict:
+    """metrics.json's dict from the folds' metrics; writes the run directory (config, metrics, report, plots)."""
+    from .report import write_run
+
     metrics = {
         "protocol": exp.protocol,
         "speaker_independent": folds[0].speaker_independent,
@@ -190,11 +206,12 @@ def cross_validate(manifest: Sequence[Utterance], exp: Experiment, run_dir: Path
         "n_utterances": len(utts),
         "n_speakers": len({u.speaker for u in utts}),
         "seconds": round(time.perf_counter() - t0, 1),
-        **agg,
+        **aggregate(fold_metrics),
         "folds": fold_metrics,
     }
+    y = np.asarray(y)
     counts = {c: int((y == k).sum()) for k, c in enumerate(classes)}
-    write_run(run_dir, config=exp.to_dict(), metrics=metrics, histories=histories, class_counts=counts,
+    write_run(run_dir, config=config, metrics=metrics, histories=histories, class_counts=counts,
               title=f"{exp.model} on {exp.task}: {exp.protocol}", overwrite=True)
     return metrics
 

@@ -87,7 +87,7 @@ def reproduce(name: str, data_root: Path, out_dir: Path, *, quick: bool = False,
             }
         rows.append(result)
     results = {"recipe": name, "title": recipe["title"], "paper_protocol": recipe["paper_protocol"],
-               "quick": quick, "seconds": round(time.perf_counter() - t0, 1), "rows": rows}
+               "reference": recipe.get("reference"), "quick": quick, "seconds": round(time.perf_counter() - t0, 1), "rows": rows}
     (out_dir / "results.json").write_text(json.dumps(results, indent=2))
     (out_dir / "table.md").write_text(table_markdown(results))
     return results
@@ -108,7 +108,9 @@ def table_markdown(results: dict) -> str:
         f"Paper's protocol: {results['paper_protocol']}. Ours, speaker-independent: actor-disjoint folds "
         "(LOSO on EmoDB), validation speakers from the training speakers. Figures in %, mean ± std over folds.",
         "",
-        "| experiment | metric | paper | ours, paper's protocol | ours, speaker-independent | UA, speaker-independent |",
+        *([f"Reference column: {results['reference']}.", ""] if results.get("reference") else []),
+        f"| experiment | metric | {'reference' if results.get('reference') else 'paper'} | ours, paper's protocol | "
+        "ours, speaker-independent | UA, speaker-independent |",
         "|---|---|---|---|---|---|",
     ]
     for r in results["rows"]:
