@@ -49,7 +49,7 @@ def smile_features(utts: Sequence[Utterance], feature_set: str, *, progress: Cal
                    cache_dir=None) -> np.ndarray:
     """(N, D) functionals for the utterances, in order."""
     cache = SmileCache(feature_set, root=cache_dir)
-    return np.stack(cache.load_many([u.path for u in utts], workers=1, progress=progress))
+    return np.stack(cache.load_many([u.path for u in utts], progress=progress))
 
 
 def fit_svm(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray | None = None,
@@ -86,11 +86,13 @@ def cross_validate_baseline(manifest: Sequence[Utterance], exp, run_dir: Path, *
     y = np.asarray(y)
     folds = make_folds(exp.protocol, utts, y, folds=exp.folds, seed=exp.seed, ratios=exp.ratios,
                        repeats=exp.repeats, val_speakers=exp.val_speakers)
+    folds_total = len(folds)
     if exp.max_folds:
         folds = folds[: exp.max_folds]
     t0 = time.perf_counter()
     x = smile_features(utts, feature_set, progress=decode_progress)
-    config = {**dataclasses.asdict(exp), "features": f"openSMILE {feature_set} functionals, whole clip at 16 kHz",
+    unused = ("audio", "frontend", "model_overrides", "train", "per_gender", "route_by")  # a network's settings
+    config = {**{k: v for k, v in dataclasses.asdict(exp).items() if k not in unused}, "features": f"openSMILE {feature_set} functionals, whole clip at 16 kHz",
               "classifier": "StandardScaler + LinearSVC(class_weight=balanced), C chosen on validation speakers",
               "c_grid": list(C_GRID)}
     run_dir = Path(run_dir)
@@ -107,4 +109,4 @@ def cross_validate_baseline(manifest: Sequence[Utterance], exp, run_dir: Path, *
         fold_metrics.append(m)
         if on_fold:
             on_fold(i, len(folds), m)
-    return finish_run(run_dir, exp, config, utts, y, classes, folds, fold_metrics, [], t0)
+    return finish_run(run_dir, exp, config, utts, y, classes, folds, fold_metrics, [], t0, folds_total)

@@ -158,6 +158,7 @@ def cross_validate(manifest: Sequence[Utterance], exp: Experiment, run_dir: Path
     y, classes = labels_for(utts, exp.task)
     folds = make_folds(exp.protocol, utts, y, folds=exp.folds, seed=exp.seed, ratios=exp.ratios,
                        repeats=exp.repeats, val_speakers=exp.val_speakers)
+    folds_total = len(folds)
     if exp.max_folds:
         folds = folds[: exp.max_folds]
     waves = load_waves(utts, exp.audio, decode_progress)
@@ -189,11 +190,12 @@ def cross_validate(manifest: Sequence[Utterance], exp: Experiment, run_dir: Path
         histories.append(h)
         if on_fold:
             on_fold(i, len(folds), m)
-    return finish_run(run_dir, exp, exp.to_dict(), utts, y, classes, folds, fold_metrics, histories, t0)
+    return finish_run(run_dir, exp, exp.to_dict(), utts, y, classes, folds, fold_metrics, histories, t0, folds_total)
 
 
 def finish_run(run_dir: Path, exp: Experiment, config: dict, utts: Sequence[Utterance], y, classes: list[str],
-               folds: Sequence[Fold], fold_metrics: list[dict], histories: list[dict], t0: float) -> dict:
+               folds: Sequence[Fold], fold_metrics: list[dict], histories: list[dict], t0: float,
+               folds_total: int) -> dict:
     """metrics.json's dict from the folds' metrics; writes the run directory (config, metrics, report, plots)."""
     from .report import write_run
 
@@ -206,6 +208,7 @@ def finish_run(run_dir: Path, exp: Experiment, config: dict, utts: Sequence[Utte
         "n_utterances": len(utts),
         "n_speakers": len({u.speaker for u in utts}),
         "seconds": round(time.perf_counter() - t0, 1),
+        "folds_total": folds_total,  # the protocol's folds; fewer ran when max_folds was set
         **aggregate(fold_metrics),
         "folds": fold_metrics,
     }

@@ -24,6 +24,8 @@ Letters: B batch, N samples, F feature bins, T frames, C chunks, W frames per ch
 
 from __future__ import annotations
 
+import threading
+
 import dataclasses
 import json
 from dataclasses import dataclass
@@ -276,6 +278,19 @@ class Frontend(nn.Module):
 
 
 SMILE_SETS = ("egemaps", "compare")
+_smiles = threading.local()  # one openSMILE extractor per set and thread: building one costs ~0.2 s
+
+
+def _smile(feature_set: str):
+    import opensmile
+
+    sets = {"egemaps": opensmile.FeatureSet.eGeMAPSv02, "compare": opensmile.FeatureSet.ComParE_2016}
+    if feature_set not in sets:
+        raise ValueError(f"feature_set must be one of {SMILE_SETS}, not {feature_set!r}")
+    cache = _smiles.__dict__.setdefault("by_set", {})
+    if feature_set not in cache:
+        cache[feature_set] = opensmile.Smile(feature_set=sets[feature_set], feature_level=opensmile.FeatureLevel.Functionals)
+    return cache[feature_set]
 
 
 def smile_functionals(waves: list[np.ndarray], sr: int, feature_set: str = "egemaps") -> tuple[np.ndarray, list[str]]:
@@ -283,11 +298,6 @@ def smile_functionals(waves: list[np.ndarray], sr: int, feature_set: str = "egem
 
     feature_set: "egemaps" (eGeMAPS v02, 88 features) or "compare" (ComParE 2016, 6373 features).
     """
-    import opensmile
-
-    sets = {"egemaps": opensmile.FeatureSet.eGeMAPSv02, "compare": opensmile.FeatureSet.ComParE_2016}
-    if feature_set not in sets:
-        raise ValueError(f"feature_set must be one of {SMILE_SETS}, not {feature_set!r}")
-    smile = opensmile.Smile(feature_set=sets[feature_set], feature_level=opensmile.FeatureLevel.Functionals)
+    smile = _smile(feature_set)
     rows = [smile.process_signal(w, sr).to_numpy()[0] for w in waves]
     return np.stack(rows).astype(np.float32), list(smile.feature_names)

@@ -4,8 +4,8 @@ A recipe has rows; each row names its data (folders under the data root), the pa
 metric, the settings common to both runs (`[row.common]`), and what differs between the paper's
 protocol (`[row.paper_protocol]`, default: a random split with the recipe's ratios) and our
 speaker-independent protocol (`[row.speaker_independent]`, default: 6 speaker folds). `[defaults]`
-apply to every row; `[budget]` sets what the default run does so a recipe fits in 30 minutes on two
-cores (epochs, speaker folds run), and `--quick` shrinks everything to a smoke run on six speakers.
+apply to every row; `[budget]` (and a row's own `[row.budget]`) sets what the default run does so a
+recipe fits in 30 minutes on two cores (epochs, folds run), and `--quick` shrinks everything to a smoke run on six speakers.
 """
 
 from __future__ import annotations
@@ -42,7 +42,11 @@ def _merge(*dicts: dict) -> dict:
 
 def row_experiments(recipe: dict, row: dict, *, quick: bool = False) -> dict[str, dict]:
     """The two experiment dicts of a row: "paper_protocol" and "speaker_independent"."""
-    budget = recipe.get("budget", {})
+    from ..baseline import BASELINES
+
+    budget = {**recipe.get("budget", {}), **row.get("budget", {})}  # a row's own budget wins
+    if row.get("common", {}).get("model") in BASELINES:
+        budget = {}  # an SVM fold takes seconds: the baselines always run every fold
     base = _merge(recipe.get("defaults", {}), row.get("common", {}))
     out = {}
     for key, default in (("paper_protocol", {"protocol": "random"}), ("speaker_independent", {"protocol": "speaker-kfold"})):
@@ -84,6 +88,8 @@ def reproduce(name: str, data_root: Path, out_dir: Path, *, quick: bool = False,
                 "protocol": m["protocol"], "speaker_independent": m["speaker_independent"],
                 "classes": m["classes"], "folds_run": len(m["folds"]),
                 "epochs_run": [f.get("epochs_run") for f in m["folds"]],
+                "epochs_cap": None if exp.is_baseline else exp.train_config().epochs,
+                "folds_total": m.get("folds_total", len(m["folds"])),
             }
         rows.append(result)
     results = {"recipe": name, "title": recipe["title"], "paper_protocol": recipe["paper_protocol"],
@@ -100,6 +106,18 @@ def _pct(m: dict | None, metric: str) -> str:
     return f"{100 * v['mean']:.1f} ± {100 * v['std']:.1f} ({len(v['folds'])} fold{'s' if len(v['folds']) > 1 else ''})"
 
 
+def _run(m: dict | None) -> str:
+    """How much of a protocol ran: folds, and epochs against the cap (below the cap = early stopping)."""
+    if not m:
+        return "n/a"
+    folds = f"{m['folds_run']}/{m.get('folds_total', m['folds_run'])} folds"
+    epochs = [e for e in m.get("epochs_run", []) if e]
+    if not epochs or not m.get("epochs_cap"):
+        return folds
+    stopped = sum(e < m["epochs_cap"] for e in epochs)
+    return f"{folds}, {min(epochs)}-{max(epochs)} of {m['epochs_cap']} epochs ({stopped} stopped early)"
+
+
 def table_markdown(results: dict) -> str:
     """The recipe's table: paper, ours under the paper's protocol, ours speaker-independent."""
     lines = [
@@ -110,15 +128,16 @@ def table_markdown(results: dict) -> str:
         "",
         *([f"Reference column: {results['reference']}.", ""] if results.get("reference") else []),
         f"| experiment | metric | {'reference' if results.get('reference') else 'paper'} | ours, paper's protocol | "
-        "ours, speaker-independent | UA, speaker-independent |",
-        "|---|---|---|---|---|---|",
+        "ours, speaker-independent | UA, speaker-independent | run (paper's protocol; speaker-independent) |",
+        "|---|---|---|---|---|---|---|",
     ]
     for r in results["rows"]:
         metric = r["metric"]
         paper = "n/a" if r["paper"] is None else f"{100 * r['paper']:.1f}"
         name = {"wa": "WA", "ua": "UA", "macro_f1": "macro-F1"}[metric]
         lines.append(f"| {r['label']} | {name} | {paper} | {_pct(r.get('paper_protocol'), metric)} | "
-                     f"{_pct(r.get('speaker_independent'), metric)} | {_pct(r.get('speaker_independent'), 'ua')} |")
+                     f"{_pct(r.get('speaker_independent'), metric)} | {_pct(r.get('speaker_independent'), 'ua')} | "
+                     f"{_run(r.get('paper_protocol'))}; {_run(r.get('speaker_independent'))} |")
     lines.append("")
     lines.append(f"{'Quick smoke run (1 epoch, 6 speakers): not comparable with the paper.' if results['quick'] else ''}"
                  f" Wall time {results['seconds'] / 60:.1f} min.")
