@@ -53,3 +53,17 @@ def test_quick_reproduce_writes_the_table(tmp_path):
     assert "93.9" in table and "Quick smoke run" in table
     bad = CliRunner().invoke(app, ["reproduce", "seed999", "--data", str(DATA)])
     assert bad.exit_code == 2 and "unknown recipe" in bad.output
+
+
+def test_budgets_cap_the_networks_and_leave_the_baselines_whole():
+    r = load_recipe("seed004")
+    by_model = {row["common"]["model"]: row_experiments(r, row) for row in r["row"]}
+    cnn = by_model["cnn_stft"]
+    assert cnn["paper_protocol"]["train"]["epochs"] == r["budget"]["epochs"]
+    assert cnn["speaker_independent"]["max_folds"] == r["budget"]["max_folds"]
+    td = by_model["td_cnn_stft"]  # a row's own budget wins over the recipe's
+    assert td["paper_protocol"]["train"]["epochs"] == 3 and td["speaker_independent"]["max_folds"] == 1
+    svm = by_model["compare_svm"]
+    assert "max_folds" not in svm["speaker_independent"] and "train" not in svm["paper_protocol"]
+    quick = row_experiments(r, r["row"][0], quick=True)["speaker_independent"]
+    assert quick["train"]["epochs"] == 1 and quick["max_folds"] == 1
