@@ -69,11 +69,13 @@ def test_train_then_evaluate_on_another_corpus(six_actors, tmp_path):
     assert m["unmapped"] == ["boredom"] and m["n"] == 6 and m["protocol"] == "held-out corpus"
 
 
-def test_bad_model_and_data_give_clear_errors(six_actors, tmp_path):
+def test_bad_model_and_data_give_clear_errors(six_actors, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
     r = run("cv", six_actors, "--model", "resnet9000")
     assert r.exit_code == 2 and "unknown model" in r.output
     r = run("cv", tmp_path / "nothing", "--model", "voxemo_net")
     assert r.exit_code == 2 and "not a folder" in r.output
+    assert not (tmp_path / "runs").exists()  # a failed command leaves no empty run directory behind
     r = run("evaluate", tmp_path / "nope", six_actors)
     assert r.exit_code == 2 and "pipeline file not found" in r.output
     assert "voxemo_net" in run("models").output

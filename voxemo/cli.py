@@ -301,13 +301,12 @@ def cv_cmd(
     exp = build_experiment(config, model=model, protocol=protocol, folds=folds, max_folds=max_folds, task=task,
                            channel=channel, intensity=intensity, emotions=emotions, gender=gender, epochs=epochs,
                            lr=lr, batch_size=batch_size, seed=seed, per_gender=per_gender)
-    if out is None:
-        out = new_run_dir("runs", exp.model)
-    elif (out / "metrics.json").exists() and not resume:
+    if out is not None and (out / "metrics.json").exists() and not resume:
         fail(f"{out} holds a finished run; pass --resume to reuse its folds or choose another --out")
-    elif out.exists() and any(out.glob("fold*")) and not resume:
+    elif out is not None and out.exists() and any(out.glob("fold*")) and not resume:
         fail(f"{out} holds an unfinished run; pass --resume to continue it or choose another --out")
     manifest = load_data(data)
+    out = out or new_run_dir("runs", exp.model)  # created only once the data is known to load
     with progress_bar() as bar:
         dec = bar.add_task("decoding", total=len(manifest))
         fold_task = bar.add_task("folds", total=None)
