@@ -42,13 +42,13 @@ def test_functionals_are_cached_per_file(six_actors):
     np.testing.assert_array_equal(first, again)
 
 
-def test_validation_picks_c_and_test_rows_are_never_seen():
+def test_c_is_chosen_on_validation_and_generalises():
     rng = np.random.default_rng(0)
-    x = rng.normal(size=(120, 5))
-    y = (x[:, 0] > 0).astype(int)
-    model, c = fit_svm(x[:80], y[:80], x[80:100], y[80:100], 2)
-    assert c in C_GRID
-    assert (model.predict(x[100:]) == y[100:]).mean() > 0.9
+    x = rng.normal(size=(400, 5))
+    y = (x[:, 0] + 0.5 * x[:, 1] > 0).astype(int)
+    model, c = fit_svm(x[:240], y[:240], x[240:320], y[240:320], 2)
+    assert c in C_GRID and c >= 1e-3  # the tiny C's collapse to one class on validation and lose
+    assert (model.predict(x[320:]) == y[320:]).mean() > 0.9
 
 
 def test_cli_runs_the_baseline_and_refuses_to_train_it(tmp_path):
