@@ -175,6 +175,13 @@ def test_cli_export_and_predict_with_onnx_runtime(net, tmp_path):
         assert max(abs(a["probabilities"][k] - b["probabilities"][k]) for k in EMOTIONS) < PARITY_ATOL
 
 
+def test_cli_exports_the_bundled_model_without_a_path(tmp_path):
+    out = tmp_path / "bundled.onnx"
+    r = run("export", "--onnx", out)
+    assert r.exit_code == 0, r.output
+    assert out.is_file() and "voxemo_net" in r.stdout and "largest probability difference" in r.stdout
+
+
 def test_unexportable_model_gives_a_clear_error(tmp_path):
     from voxemo.experiment import Experiment, build
 

@@ -580,8 +580,8 @@ def predict_cmd(
 
 @app.command("export")
 def export_cmd(
-    model: Annotated[Path, typer.Argument(help="Pipeline path (P for P.json + P.safetensors).")],
     onnx: Annotated[Path, typer.Option("--onnx", help="Output ONNX file.")],
+    model: Annotated[Optional[Path], typer.Argument(help="Pipeline path (P for P.json + P.safetensors); without it, the model bundled with voxemo.")] = None,
     opset: Annotated[int, typer.Option("--opset", help="ONNX opset version.")] = 17,
     force: ForceOpt = False,
 ):
@@ -589,9 +589,11 @@ def export_cmd(
     from .export import ExportError, export_onnx
     from .pipeline import PipelineError, load_pipeline
 
+    from .predict import BUNDLED
+
     refuse_overwrite(onnx, force)
     try:
-        pipe = load_pipeline(model)
+        pipe = load_pipeline(model or BUNDLED)
     except PipelineError as e:
         fail(str(e))
     try:
