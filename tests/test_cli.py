@@ -58,3 +58,21 @@ def test_features_other_kinds(tmp_path, kind, shape):
     r = run("features", DATA / "original_format" / "emodb", "--kind", kind, "--out", out)
     assert r.exit_code == 0, r.output
     assert np.load(out)["features"].shape == shape
+
+
+@pytest.mark.parametrize("config", sorted((REPO / "configs").glob("*.toml")), ids=lambda p: p.name)
+def test_shipped_configs_build_an_experiment(config):
+    """The configs behind RESULTS.md figures stay valid as the code changes."""
+    from voxemo.cli import build_experiment
+
+    exp = build_experiment(config)
+    assert exp.model
+    assert exp.audio.duration, "training needs a fixed clip length"
+
+
+def test_whole_utterance_config_reads_its_audio_settings():
+    from voxemo.cli import build_experiment
+
+    exp = build_experiment(REPO / "configs" / "emodb_whole_utterance.toml")
+    assert (exp.model, exp.protocol) == ("voxemo_net", "loso")
+    assert (exp.audio.offset, exp.audio.duration, exp.audio.trim) == (0.0, 4.0, "energy")
