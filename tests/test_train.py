@@ -65,6 +65,19 @@ def test_killed_run_resumes_and_ends_where_an_uninterrupted_run_does(small, tmp_
     assert h_whole.epochs == h_resumed.epochs and h_whole.best_epoch == h_resumed.best_epoch
 
 
+def test_validation_features_kept_or_recomputed_give_the_same_run(small, monkeypatch):
+    """Validation features are computed once when they fit in memory; a run that must recompute
+    them every epoch (a large validation set) ends with the same weights and the same history."""
+    import voxemo.train
+
+    e = exp(augment={"specaugment": True})
+    kept, h_kept = run(small, e)
+    monkeypatch.setattr(voxemo.train, "VAL_CACHE_BYTES", 0)
+    recomputed, h_recomputed = run(small, e)
+    assert torch.equal(weights(kept), weights(recomputed))
+    assert h_kept.epochs == h_recomputed.epochs and h_kept.epochs[-1]["val_loss"] is not None
+
+
 def test_best_validation_epoch_is_kept_and_early_stopping(small):
     e = exp(epochs=12, patience=2, lr=0.05)
     pipe, h = run(small, e)

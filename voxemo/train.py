@@ -20,7 +20,7 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable
 
 import numpy as np
 import torch
@@ -146,17 +146,42 @@ def evaluate_waves(pipe: Pipeline, waves: torch.Tensor, labels: torch.Tensor | N
                    batch_size: int = 128, class_weights: torch.Tensor | None = None) -> tuple[np.ndarray, float | None]:
     """Clip probabilities (B, K) and, when labels are given, the mean cross-entropy loss."""
     pipe.eval()
-    probs, loss_sum = [], 0.0
-    for i in range(0, waves.shape[0], batch_size):
-        logits = pipe.logits(pipe.features(waves[i : i + batch_size]))
-        p = logits.softmax(-1)
-        p = p.mean(1) if pipe.per_window else p  # (B, K)
-        probs.append(p)
-        if labels is not None:
-            y = labels[i : i + batch_size]
-            loss_sum += float(nn.functional.nll_loss(p.clamp_min(1e-8).log(), y, weight=class_weights, reduction="sum"))
+    batches = (pipe.features(waves[i : i + batch_size]) for i in range(0, waves.shape[0], batch_size))
+    return evaluate_features(pipe, batches, labels, class_weights)
+
+
+def evaluate_features(pipe: Pipeline, batches: Iterable[torch.Tensor], labels: torch.Tensor | None = None,
+                      class_weights: torch.Tensor | None = None) -> tuple[np.ndarray, float | None]:
+    """`evaluate_waves` on normalised features, given batch by batch in the order of `labels`."""
+    pipe.eval()
+    probs, loss_sum, seen = [], 0.0, 0
+    with torch.no_grad():
+        for feats in batches:
+            p = pipe.logits(feats).softmax(-1)
+            p = p.mean(1) if pipe.per_window else p  # (B, K)
+            probs.append(p)
+            if labels is not None:
+                y = labels[seen : seen + p.shape[0]]
+                loss_sum += float(nn.functional.nll_loss(p.clamp_min(1e-8).log(), y, weight=class_weights, reduction="sum"))
+            seen += p.shape[0]
     probs = torch.cat(probs)
-    return probs.numpy(), (loss_sum / waves.shape[0] if labels is not None else None)
+    return probs.numpy(), (loss_sum / seen if labels is not None else None)
+
+
+VAL_CACHE_BYTES = 512 * 2**20  # validation features up to this size are computed once per run, not per epoch
+
+
+def validation_batches(pipe: Pipeline, waves: torch.Tensor, batch_size: int) -> Callable[[], Iterable[torch.Tensor]]:
+    """The validation features batch by batch, each epoch: computed once and kept when they fit in
+    VAL_CACHE_BYTES (the front-end and the normaliser do not change while the model trains), else
+    recomputed per epoch. Same batches, same numbers either way."""
+    pipe.eval()
+    first = pipe.features(waves[:batch_size])
+    per_clip = first.element_size() * first[0].numel()
+    if per_clip * waves.shape[0] > VAL_CACHE_BYTES:
+        return lambda: (pipe.features(waves[i : i + batch_size]) for i in range(0, waves.shape[0], batch_size))
+    kept = [first] + [pipe.features(waves[i : i + batch_size]) for i in range(batch_size, waves.shape[0], batch_size)]
+    return lambda: iter(kept)
 
 
 def fit(
@@ -199,6 +224,7 @@ def fit(
         fit_normalizer(pipe, train[0], cfg.eval_batch_size)
         optimizer = make_optimizer(pipe.model.parameters(), cfg)
     higher_better = cfg.monitor != "val_loss"
+    val_batches = validation_batches(pipe, val[0], cfg.eval_batch_size) if val is not None else None
 
     for epoch in range(start, cfg.epochs):
         gen = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
@@ -232,7 +258,7 @@ def fit(
         record = {"epoch": epoch, "train_loss": loss_sum / seen, "train_acc": correct / seen,
                   "lr": optimizer.param_groups[0]["lr"]}
         if val is not None:
-            probs, vloss = evaluate_waves(pipe, val[0], val[1], cfg.eval_batch_size, weights)
+            probs, vloss = evaluate_features(pipe, val_batches(), val[1], weights)
             m = classification_metrics(val[1].numpy(), probs.argmax(1), list(range(n_classes)))
             record.update(val_loss=vloss, val_acc=m["wa"], val_ua=m["ua"])
             score = record[cfg.monitor]
