@@ -588,7 +588,6 @@ def export_cmd(
     """Export a pipeline (front-end, normaliser, model, softmax) as one ONNX graph: waveform in, probabilities out."""
     from .export import ExportError, export_onnx
     from .pipeline import PipelineError, load_pipeline
-
     from .predict import BUNDLED
 
     refuse_overwrite(onnx, force)

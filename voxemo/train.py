@@ -20,7 +20,7 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 import torch
@@ -141,29 +141,32 @@ def epoch_order(labels: torch.Tensor, cfg: TrainConfig, gen: torch.Generator) ->
     return torch.multinomial(weights, n, replacement=True, generator=gen)
 
 
-@torch.inference_mode()
 def evaluate_waves(pipe: Pipeline, waves: torch.Tensor, labels: torch.Tensor | None = None,
                    batch_size: int = 128, class_weights: torch.Tensor | None = None) -> tuple[np.ndarray, float | None]:
     """Clip probabilities (B, K) and, when labels are given, the mean cross-entropy loss."""
+    return evaluate_features(pipe, feature_batches(pipe, waves, batch_size), labels, class_weights)
+
+
+def feature_batches(pipe: Pipeline, waves: torch.Tensor, batch_size: int) -> Iterator[torch.Tensor]:
+    """Normalised features of `waves`, batch by batch, in eval mode."""
     pipe.eval()
-    batches = (pipe.features(waves[i : i + batch_size]) for i in range(0, waves.shape[0], batch_size))
-    return evaluate_features(pipe, batches, labels, class_weights)
+    return (pipe.features(waves[i : i + batch_size]) for i in range(0, waves.shape[0], batch_size))
 
 
+@torch.inference_mode()
 def evaluate_features(pipe: Pipeline, batches: Iterable[torch.Tensor], labels: torch.Tensor | None = None,
                       class_weights: torch.Tensor | None = None) -> tuple[np.ndarray, float | None]:
     """`evaluate_waves` on normalised features, given batch by batch in the order of `labels`."""
     pipe.eval()
     probs, loss_sum, seen = [], 0.0, 0
-    with torch.no_grad():
-        for feats in batches:
-            p = pipe.logits(feats).softmax(-1)
-            p = p.mean(1) if pipe.per_window else p  # (B, K)
-            probs.append(p)
-            if labels is not None:
-                y = labels[seen : seen + p.shape[0]]
-                loss_sum += float(nn.functional.nll_loss(p.clamp_min(1e-8).log(), y, weight=class_weights, reduction="sum"))
-            seen += p.shape[0]
+    for feats in batches:
+        p = pipe.logits(feats).softmax(-1)
+        p = p.mean(1) if pipe.per_window else p  # (B, K)
+        probs.append(p)
+        if labels is not None:
+            y = labels[seen : seen + p.shape[0]]
+            loss_sum += float(nn.functional.nll_loss(p.clamp_min(1e-8).log(), y, weight=class_weights, reduction="sum"))
+        seen += p.shape[0]
     probs = torch.cat(probs)
     return probs.numpy(), (loss_sum / seen if labels is not None else None)
 
@@ -175,12 +178,10 @@ def validation_batches(pipe: Pipeline, waves: torch.Tensor, batch_size: int) -> 
     """The validation features batch by batch, each epoch: computed once and kept when they fit in
     VAL_CACHE_BYTES (the front-end and the normaliser do not change while the model trains), else
     recomputed per epoch. Same batches, same numbers either way."""
-    pipe.eval()
-    first = pipe.features(waves[:batch_size])
-    per_clip = first.element_size() * first[0].numel()
-    if per_clip * waves.shape[0] > VAL_CACHE_BYTES:
-        return lambda: (pipe.features(waves[i : i + batch_size]) for i in range(0, waves.shape[0], batch_size))
-    kept = [first] + [pipe.features(waves[i : i + batch_size]) for i in range(batch_size, waves.shape[0], batch_size)]
+    one = next(feature_batches(pipe, waves[:1], 1))
+    if one.element_size() * one.numel() * waves.shape[0] > VAL_CACHE_BYTES:
+        return lambda: feature_batches(pipe, waves, batch_size)
+    kept = list(feature_batches(pipe, waves, batch_size))
     return lambda: iter(kept)
 
 
