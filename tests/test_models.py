@@ -150,3 +150,32 @@ def test_fixed_length_models_name_the_length_they_need():
     m = create_model("conv1d_lstm", n_classes=4, input_shape=(12, 301), filters=8, lstm=8).eval()
     with pytest.raises(ValueError, match="built for 301 frames.*got 200"):
         m(torch.randn(1, 12, 200))
+
+
+@pytest.mark.parametrize("name", ["lstm_stft", "lstm_mfcc", "td_cnn_lstm", "conv1d_lstm"])
+def test_papers_lstms_start_from_keras_weights(name):
+    """The papers trained Keras LSTMs: forget-gate bias 1, other biases 0, orthogonal recurrent
+    weights per gate (PyTorch's default left seed 004's LSTMs at chance under its SGD)."""
+    torch.manual_seed(0)
+    lstms = [m for m in create_model(name, n_classes=7).modules() if isinstance(m, torch.nn.LSTM)]
+    assert lstms
+    for lstm in lstms:
+        h = lstm.hidden_size
+        for pname, w in lstm.named_parameters():
+            if pname.startswith("bias_ih"):
+                assert torch.equal(w[h:2 * h], torch.ones(h)) and not w[:h].any() and not w[2 * h:].any()
+            elif pname.startswith("bias_hh"):
+                assert not w.any()
+            elif pname.startswith("weight_hh"):
+                gate = w[h:2 * h].detach()  # the forget gate's block
+                assert torch.allclose(gate @ gate.T, torch.eye(h), atol=1e-4)
+
+
+def test_transformer_pools_frames_into_tokens():
+    torch.manual_seed(0)
+    model = create_model("transformer", n_classes=8, pool=4).eval()
+    seen = {}
+    model.proj.register_forward_hook(lambda m, i, o: seen.update(tokens=o.shape[1]))
+    assert model(torch.randn(2, 40, 301)).shape == (2, 8)
+    assert seen["tokens"] == 76  # ceil(301 / 4)
+    assert create_model("transformer", n_classes=8, pool=1)(torch.randn(2, 40, 37)).shape == (2, 8)

@@ -67,3 +67,19 @@ def test_budgets_cap_the_networks_and_leave_the_baselines_whole():
     assert "max_folds" not in svm["speaker_independent"] and "train" not in svm["paper_protocol"]
     quick = row_experiments(r, r["row"][0], quick=True)["speaker_independent"]
     assert quick["train"]["epochs"] == 1 and quick["max_folds"] == 1
+
+
+def test_budget_patience_and_full_run():
+    recipe = {"budget": {"epochs": 5, "patience": 2, "max_folds": 1},
+              "row": [{"label": "x", "data": ["emodb"], "common": {"model": "cnn_stft"}}]}
+    row = recipe["row"][0]
+    budgeted = row_experiments(recipe, row)
+    assert budgeted["paper_protocol"]["train"] == {"epochs": 5, "patience": 2}
+    assert budgeted["speaker_independent"]["max_folds"] == 1
+    full = row_experiments(recipe, row, full=True)  # the model's own epochs and patience, every fold
+    assert "train" not in full["paper_protocol"] and "max_folds" not in full["speaker_independent"]
+
+
+def test_quick_and_full_together_is_refused(tmp_path):
+    res = CliRunner().invoke(app, ["reproduce", "seed000", "--data", str(tmp_path), "--quick", "--full"])
+    assert res.exit_code == 2 and "contradict" in res.output

@@ -360,6 +360,7 @@ def reproduce_cmd(
     name: Annotated[str, typer.Argument(help="Recipe: seed000, seed001, seed002, seed003, seed004 or baselines (see voxemo/recipes/).")],
     data: Annotated[Optional[Path], typer.Option("--data", help="Folder holding ravdess_speech/, ravdess_song/ and emodb/ (each in its official layout).  [default: $VOXEMO_DATA]")] = None,
     quick: Annotated[bool, typer.Option("--quick", help="A few-minute smoke run: six speakers, one epoch, one fold. Not comparable with the paper.")] = False,
+    full: Annotated[bool, typer.Option("--full", help="Ignore the recipe's 30-minute [budget]: the paper's epochs and patience, every fold (hours on a CPU).")] = False,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output folder (table.md, results.json, one run directory per row and protocol).  [default: runs/reproduce-NAME-<time>]")] = None,
 ):
     """Rerun a paper's experiment: the paper's figure, ours under its protocol, ours speaker-independent."""
@@ -370,13 +371,15 @@ def reproduce_cmd(
 
     if name not in list_recipes():
         fail(f"unknown recipe {name!r}; known: {', '.join(list_recipes())}")
+    if quick and full:
+        fail("--quick and --full contradict each other: pass one")
     data = data or (Path(os.environ["VOXEMO_DATA"]) if os.environ.get("VOXEMO_DATA") else None)
     if data is None or not data.is_dir():
         fail(f"pass --data DIR (a folder with ravdess_speech/, ravdess_song/, emodb/) or set VOXEMO_DATA; got {data}")
-    out = out or new_run_dir("runs", f"reproduce-{name}" + ("-quick" if quick else ""))
+    out = out or new_run_dir("runs", f"reproduce-{name}" + ("-quick" if quick else "-full" if full else ""))
     with err.status("running") as status:
         try:
-            results = reproduce(name, data, out, quick=quick, on_row=lambda r: status.update(f"{name}: {r}"))
+            results = reproduce(name, data, out, quick=quick, full=full, on_row=lambda r: status.update(f"{name}: {r}"))
         except ValueError as e:
             fail(str(e))
     from rich.markdown import Markdown

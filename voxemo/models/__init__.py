@@ -93,4 +93,25 @@ def _tuples(v):
     return tuple(_tuples(x) for x in v) if isinstance(v, (list, tuple)) else v
 
 
+def keras_lstm_init(lstm: nn.LSTM) -> nn.LSTM:
+    """Give an nn.LSTM the initial weights a Keras LSTM starts from, which the papers' models were
+    trained from: Glorot-uniform input weights, orthogonal recurrent weights (per gate), zero biases
+    but the forget gate's, which starts at 1 (Keras' unit_forget_bias). PyTorch's own default,
+    uniform in +-1/sqrt(H) with random biases, left the seed-004 LSTMs at chance under the paper's
+    SGD. Gate order is PyTorch's (input, forget, cell, output)."""
+    h = lstm.hidden_size
+    for name, w in lstm.named_parameters():
+        if name.startswith("weight_ih"):
+            nn.init.xavier_uniform_(w)
+        elif name.startswith("weight_hh"):
+            for g in range(4):
+                nn.init.orthogonal_(w.data[g * h:(g + 1) * h])
+        elif name.startswith("bias_ih"):
+            nn.init.zeros_(w)
+            nn.init.ones_(w.data[h:2 * h])
+        elif name.startswith("bias_hh"):
+            nn.init.zeros_(w)
+    return lstm
+
+
 from . import cnn, conv1d_lstm, rnn, td_cnn, transformer, voxemo_net  # noqa: E402,F401  (registration)

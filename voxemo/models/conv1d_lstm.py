@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from ..features import FrontendConfig
-from . import build, register_model
+from . import build, keras_lstm_init, register_model
 
 
 @dataclass(frozen=True)
@@ -60,9 +60,9 @@ class LSTMPair(nn.Module):
 
     def __init__(self, c_in: int, hidden: int, dropout_between: float):
         super().__init__()
-        self.first = nn.LSTM(c_in, hidden, batch_first=True)
+        self.first = keras_lstm_init(nn.LSTM(c_in, hidden, batch_first=True))
         self.drop = nn.Dropout(dropout_between)
-        self.second = nn.LSTM(hidden, hidden, batch_first=True)
+        self.second = keras_lstm_init(nn.LSTM(hidden, hidden, batch_first=True))
 
     def forward(self, x):
         x, _ = self.first(x)

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from ..features import FrontendConfig
-from . import build, register_model
+from . import build, keras_lstm_init, register_model
 from .cnn import SEED002_TRAIN, SEED003_TRAIN
 from .td_cnn import SEED004_TRAIN, STFT_PATCHES
 
@@ -46,8 +46,8 @@ class RNN(nn.Module):
     def __init__(self, cfg: RNNConfig):
         super().__init__()
         self.config = cfg
-        self.lstm = nn.LSTM(cfg.input_shape[0], cfg.hidden, num_layers=cfg.layers, batch_first=True,
-                            bidirectional=cfg.bidirectional, dropout=cfg.dropout if cfg.layers > 1 else 0.0)
+        self.lstm = keras_lstm_init(nn.LSTM(cfg.input_shape[0], cfg.hidden, num_layers=cfg.layers, batch_first=True,
+                                            bidirectional=cfg.bidirectional, dropout=cfg.dropout if cfg.layers > 1 else 0.0))
         width = cfg.hidden * (2 if cfg.bidirectional else 1)
         layers = [nn.Dropout(cfg.dropout)]
         for d in cfg.dense:

@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from ..features import FrontendConfig
-from . import build, register_model
+from . import build, keras_lstm_init, register_model
 
 
 def conv_block(c_in: int, c_out: int, pool, dropout: float) -> nn.Sequential:
@@ -56,7 +56,7 @@ class TDCNNLSTM(nn.Module):
         self.config = cfg
         chans = (1, *cfg.channels)
         self.cnn = nn.Sequential(*(conv_block(chans[i], chans[i + 1], p, cfg.dropout) for i, p in enumerate(cfg.pools)))
-        self.lstm = nn.LSTM(cfg.channels[-1], cfg.lstm, batch_first=True)
+        self.lstm = keras_lstm_init(nn.LSTM(cfg.channels[-1], cfg.lstm, batch_first=True))
         self.head = nn.Linear(cfg.lstm, cfg.n_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -95,7 +95,8 @@ class TDCNNSTFT(nn.Module):
         chans = (1, *cfg.channels)
         self.cnn = nn.Sequential(*(conv_block(chans[i], chans[i + 1], (2, 2) if i < 2 else (4, 2), cfg.dropout)
                                    for i in range(len(cfg.channels))))
-        self.lstm = nn.LSTM(cfg.channels[-1], cfg.hidden, num_layers=2, batch_first=True, dropout=cfg.dropout)
+        self.lstm = keras_lstm_init(nn.LSTM(cfg.channels[-1], cfg.hidden, num_layers=2, batch_first=True,
+                                            dropout=cfg.dropout))
         self.head = nn.Linear(cfg.hidden, cfg.n_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
