@@ -1,7 +1,7 @@
 """Transformer encoder over feature frames (seed 003_2f41), on MFCC or log-mel.
 
 Frames are averaged in groups of `pool` (ours, 4: one token per 40 ms; attention over all 301
-frames, and its dropout, made a training step about ten times as slow on 2 cores), each token is
+frames, and its dropout, made a training step about seven times as slow on 2 cores), each token is
 projected to d_model, sinusoidal positions are added (any length T works), pre-norm
 encoder layers (batch first), mean over time, Linear. Adam lr 1e-3, weight decay 1e-4. Sizes are
 ours (the paper gives none): d_model 128, 4 heads, 3 layers, feed-forward 256, dropout 0.1, and a
