@@ -23,7 +23,8 @@ import librosa
 import numpy as np
 import torch
 
-from voxemo.cache import AudioSettings, WaveformCache
+from voxemo.audio import AudioSettings
+from voxemo.cache import WaveformCache
 from voxemo.corpora import scan
 from voxemo.data import compute_features
 from voxemo.features import Frontend, FrontendConfig
@@ -40,8 +41,8 @@ BATCH_SIZE = 32
 TARGET = 5.0  # our clips/s over librosa's
 
 CONFIGS = {
-    "logmel": FrontendConfig(kind="logmel", sample_rate=SR, n_fft=N_FFT, hop_length=HOP, n_mels=N_MELS),
-    "mfcc": FrontendConfig(kind="mfcc", sample_rate=SR, n_fft=N_FFT, hop_length=HOP, n_mels=N_MELS,
+    "logmel": FrontendConfig(kind="logmel", n_fft=N_FFT, hop_length=HOP, n_mels=N_MELS),
+    "mfcc": FrontendConfig(kind="mfcc", n_fft=N_FFT, hop_length=HOP, n_mels=N_MELS,
                            n_mfcc=N_MFCC, preemphasis=PREEMPHASIS, window="hamming"),
 }
 
@@ -83,13 +84,14 @@ def main() -> None:
         cached, warm = timed(lambda: warm_cache.load_many(paths))
     assert (cold_cache.misses, warm_cache.hits) == (n, n)
     assert all(np.array_equal(a, b) for a, b in zip(waves, cached))
+    waves = [settings.crop(x) for x in waves]
     print("\ndecoding (WaveformCache.load_many, 16 kHz, offset 0.5 s, 3 s)")
     print(f"  cold   {cold:7.2f} s  {n / cold:8.1f} clips/s")
     print(f"  cached {warm:7.2f} s  {n / warm:8.1f} clips/s")
     print(f"  speed-up {cold / warm:.1f}x")
 
     for kind, cfg in CONFIGS.items():
-        frontend = Frontend(cfg)
+        frontend = Frontend(cfg, SR)
         ref = LIBROSA[kind]
         compute_features(frontend, waves[:BATCH_SIZE], batch_size=BATCH_SIZE)  # warm-up: one batch, our unit of work
         ref(waves[0])  # warm-up: one clip, librosa's unit of work

@@ -26,7 +26,8 @@ import torch
 from voxemo.augment import Augmenter
 from voxemo.cache import WaveformCache
 from voxemo.corpora import scan
-from voxemo.experiment import PAPER_AUDIO, Experiment, build, cross_validate
+from voxemo.audio import PAPER_AUDIO
+from voxemo.experiment import Experiment, build, cross_validate
 from voxemo.models import list_models
 from voxemo.splits import labels_for
 from voxemo.train import make_optimizer, soft_cross_entropy
@@ -83,7 +84,7 @@ def main():
     rng = np.random.default_rng(0)
     pick = rng.choice(len(utts), 256, replace=False)
     with tempfile.TemporaryDirectory() as tmp:
-        waves = torch.from_numpy(np.stack(WaveformCache(PAPER_AUDIO, tmp).load_many([utts[i].path for i in pick])))
+        waves = torch.from_numpy(np.stack([PAPER_AUDIO.crop(x) for x in WaveformCache(PAPER_AUDIO, tmp).load_many([utts[i].path for i in pick])]))
     labels = torch.as_tensor(y[pick])
     names = args.models.split(",") if args.models else list_models()
     print(f"\n{'model':22s} {'batch':>5s} {'s/step':>8s} {'clips/s':>8s} {'s/epoch (1080 clips)':>21s}")

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from voxemo.audio import AudioError
-from voxemo.cache import AudioSettings, WaveformCache
+from voxemo.audio import AudioSettings
+from voxemo.cache import WaveformCache
 
 from .conftest import DATA
 
@@ -31,7 +32,11 @@ def test_second_pass_reads_the_cache_and_matches(tmp_path, corpus):
     assert (second.misses, second.hits) == (0, 4)
     for x, y in zip(a, b):
         np.testing.assert_array_equal(x, y)
-    np.testing.assert_array_equal(b[0], settings.load(corpus[0]))  # the cache returns what decoding gives
+    np.testing.assert_array_equal(b[0], settings.decode(corpus[0]))  # the cache returns what decoding gives
+    # one entry serves every crop of the same decoding
+    other = WaveformCache(AudioSettings(16000, 0.0, 2.0), tmp_path / "c")
+    other.load_many(corpus)
+    assert (other.misses, other.hits) == (0, 4)
 
 
 def test_changed_and_added_files_invalidate_only_themselves(tmp_path, corpus):
@@ -45,7 +50,7 @@ def test_changed_and_added_files_invalidate_only_themselves(tmp_path, corpus):
     cache = WaveformCache(settings, tmp_path / "c")
     out = cache.load_many(corpus + [added])
     assert (cache.misses, cache.hits) == (2, 3)
-    np.testing.assert_array_equal(out[1], settings.load(SRC / "03-01-08-02-02-02-02.flac"))
+    np.testing.assert_array_equal(out[1], settings.decode(SRC / "03-01-08-02-02-02-02.flac"))
 
 
 def test_other_settings_use_other_entries(tmp_path, corpus):

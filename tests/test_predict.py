@@ -14,10 +14,10 @@ import soundfile as sf
 import soxr
 from typer.testing import CliRunner
 
-from voxemo.audio import AudioError, load_audio, speech_segments
+from voxemo.audio import AudioError, load_audio, speech_segments, window_starts
 from voxemo.cli import app
 from voxemo.pipeline import PipelineError
-from voxemo.predict import BUNDLED, Predictor, StreamListener, load_model, window_starts
+from voxemo.predict import BUNDLED, Predictor, StreamListener, load_model
 
 from .conftest import DATA
 
@@ -97,20 +97,23 @@ def test_path_and_array_at_another_rate_agree(predictor):
 
 
 def test_clips_are_prepared_as_in_training(predictor):
-    pipe = predictor.pipeline
+    audio = predictor.pipeline.audio  # the bundled model: skip 0.5 s, keep 3 s
     x = load_audio(UNSEEN[0], 16000)  # 3.5 s: offset skipped, one 3 s window = the training crop
-    assert len(x) / 16000 > pipe.audio.offset + 1.0
-    windows = predictor.clip_windows(x)
+    windows = audio.prepare(UNSEEN[0])
     assert windows.shape == (1, 48000)
-    np.testing.assert_array_equal(windows[0], pipe.audio.load(UNSEEN[0]))
-    short = x[: 16000]  # 1 s: keeps its start, zero-padded
-    w = predictor.clip_windows(short)
-    assert w.shape == (1, 48000) and np.array_equal(w[0, :16000], short) and not w[0, 16000:].any()
-    long = np.concatenate([x, x, x])  # 10.5 s: heard whole, as 3 s windows half a window apart
-    w = predictor.clip_windows(long)
+    np.testing.assert_array_equal(windows[0], audio.load(UNSEEN[0]))
+    np.testing.assert_array_equal(audio.windows(np.concatenate([x, x[:16000]]))[0], windows[0])  # 4.5 s: still the crop
+    short = x[: 12800]  # 0.8 s: less than MIN_WINDOW would remain after the offset, so it keeps its start
+    w = audio.windows(short)
+    assert w.shape == (1, 48000) and np.array_equal(w[0, :12800], short) and not w[0, 12800:].any()
+    long = np.concatenate([x, x, x])  # 10.5 s, longer than offset + LONG_CLIP * 3 s: windows over all of it
+    w = audio.windows(long)
     starts = window_starts(len(long) - 8000, 48000, 24000, 12000)
     assert w.shape == (len(starts), 48000) and len(starts) >= 5 and starts[-1] + 48000 == len(long) - 8000
-    assert predictor.predict(long, sr=16000)["label"] in predictor.labels
+    np.testing.assert_array_equal(w[-1], long[-48000:])
+    p = predictor.predict(long, sr=16000)["probabilities"]
+    want = predictor.pipeline.run(w).mean(0)  # the clip's probabilities: the mean of its windows'
+    np.testing.assert_allclose([p[k] for k in predictor.labels], want / want.sum(), atol=1e-6)
 
 
 def test_predict_many_reports_each_bad_file_and_goes_on(predictor, tmp_path):

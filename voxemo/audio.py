@@ -1,14 +1,35 @@
-"""Decoding audio files: the only module that opens them.
+"""Audio in: the only module that opens files, and the one door every clip goes through.
 
 `load_audio` turns any file soundfile reads (WAV, FLAC, AIFF, OGG, MP3, ...) into float32 mono at the
 requested rate, and turns every failure into one error type, `AudioError`, whose message names the
 file and the problem. The rest of this module works on arrays: crop/pad to a fixed window, energy
 trimming, and voice activity with silero-vad (its model ships inside the wheel: no network).
+
+`AudioSettings` is the one preparation of a clip, saved with every pipeline. Training, validation,
+evaluation, `voxemo predict`, the HTTP service and the ONNX export's documented input all go through
+it, so what was measured is what a user gets:
+
+    file or array --decode--> mono float32 at sample_rate, silence trimmed (`trim`)   (cached on disk)
+                  --crop-->    the training crop: skip `offset`, keep `duration` s, zero-padded
+                  --windows--> what the model hears at evaluation and prediction (C, N): the
+                               training crop, or for a long clip windows covering all of it
+
+A clip no longer than `offset + LONG_CLIP * duration` is heard as exactly the training crop; a
+longer one (a recording, not a corpus clip) is cut into `duration`-long windows hopped by half a
+window, plus one window ending at its end when more than a quarter window is left over, and its
+probabilities are the mean of its windows'. The offset is skipped only when at least
+`MIN_WINDOW` s remain after it. With `duration=None` a clip is heard whole (zero-padded to
+`MIN_WINDOW` s). Long recordings (`Predictor.timeline`) and live streams decode with the same
+`decode` and cut windows over detected speech with the same `window_starts`.
+
+Letters: C windows of a clip, N samples.
 """
 
 from __future__ import annotations
 
+import json
 import os
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +39,9 @@ import soxr
 SAMPLE_RATE = 16000  # the rate every model in voxemo works at
 SILENCE_PEAK = 1e-4  # a signal whose absolute peak stays below this is treated as silent (-80 dBFS)
 VAD_SAMPLE_RATE = 16000  # silero-vad works at 8 or 16 kHz; we always give it 16 kHz
+MIN_WINDOW = 0.5  # s: the shortest piece of audio a model is given (the CNN front ends need a few frames)
+LONG_CLIP = 2.0  # a clip longer than offset + LONG_CLIP * duration is heard as windows, not one crop
+CLIP_TAIL = 0.25  # a long clip's leftover after its last full window gets a window past this fraction of one
 
 
 class AudioError(Exception):
@@ -187,6 +211,106 @@ class VoiceActivity:
 
 
 TRIMMERS = {"energy": trim_energy, "vad": trim_vad}
+
+
+@dataclass(frozen=True)
+class AudioSettings:
+    """How a clip is prepared for a model (see the module docstring); saved with every pipeline and
+    part of every cache key."""
+
+    sample_rate: int = SAMPLE_RATE  # Hz every model of the pipeline works at
+    offset: float = 0.0  # seconds skipped at the start (the papers skip 0.5 s of leading silence)
+    duration: float | None = None  # seconds of the training crop (zero-padded); None hears the whole clip
+    trim: str | None = None  # None, "energy" or "vad": cut leading and trailing silence when decoding
+
+    def __post_init__(self):
+        if self.trim is not None and self.trim not in TRIMMERS:
+            raise ValueError(f"audio trim must be one of {sorted(TRIMMERS)} or none, not {self.trim!r}")
+        if self.duration is not None and self.duration < MIN_WINDOW:
+            raise ValueError(f"audio duration must be at least {MIN_WINDOW:g} s, not {self.duration:g}")
+        if self.offset < 0:
+            raise ValueError(f"audio offset must not be negative, not {self.offset:g}")
+
+    @property
+    def crop_samples(self) -> int | None:
+        """Samples of the training crop; None when clips are heard whole."""
+        return None if self.duration is None else int(round(self.duration * self.sample_rate))
+
+    def decode(self, source, sr: int | None = None) -> np.ndarray:
+        """A path (decoded with `load_audio`) or an array (mono or (N, channels) at `sr` Hz) -> float32
+        mono at `sample_rate`, silence trimmed as `trim` says. Raises AudioError for an unusable signal."""
+        if isinstance(source, (str, os.PathLike)):
+            return load_audio(source, self.sample_rate, trim=self.trim)
+        if sr is None:
+            raise ValueError("an array needs its sample rate: pass sr=...")
+        x = to_mono(np.asarray(source, dtype=np.float32))
+        check_signal(x, "<array>")
+        x = resample(x, int(sr), self.sample_rate)
+        if self.trim is not None:
+            x = TRIMMERS[self.trim](x, self.sample_rate)
+        return np.ascontiguousarray(x, dtype=np.float32)
+
+    def _skip_offset(self, x: np.ndarray) -> np.ndarray:
+        start = int(round(self.offset * self.sample_rate))
+        return x[start:] if x.shape[0] - start >= MIN_WINDOW * self.sample_rate else x
+
+    def crop(self, x: np.ndarray) -> np.ndarray:
+        """A decoded clip -> the training crop (N,): offset skipped, `duration` s kept, zero-padded."""
+        x = self._skip_offset(x)
+        n = self.crop_samples
+        return fit(x, max(x.shape[0], int(MIN_WINDOW * self.sample_rate)) if n is None else n)
+
+    def windows(self, x: np.ndarray) -> np.ndarray:
+        """A decoded clip -> what a model hears at evaluation and prediction (C, N): the training
+        crop, or windows covering a long clip (module docstring). Probabilities are the windows' mean."""
+        n = self.crop_samples
+        if n is None or x.shape[0] <= round((self.offset + LONG_CLIP * self.duration) * self.sample_rate):
+            return self.crop(x)[None, :]
+        x = self._skip_offset(x)
+        return np.stack([fit(x[s : s + n], n) for s in window_starts(x.shape[0], n, n // 2, int(CLIP_TAIL * n))])
+
+    def prepare(self, source, sr: int | None = None) -> np.ndarray:
+        """`windows(decode(source, sr))`: a file or an array -> (C, N), exactly what the model hears."""
+        return self.windows(self.decode(source, sr))
+
+    def load(self, path: str | os.PathLike) -> np.ndarray:
+        """The training crop of a file: `crop(decode(path))`."""
+        return self.crop(self.decode(path))
+
+    def key(self) -> str:
+        """The settings as a short hash, for cache folders."""
+        import hashlib
+
+        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:16]
+
+    def decoding(self) -> "AudioSettings":
+        """The settings `decode` depends on (rate, trimming), the crop left at its defaults."""
+        return AudioSettings(self.sample_rate, trim=self.trim)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+PAPER_AUDIO = AudioSettings(offset=0.5, duration=3.0)  # the papers' crop: skip 0.5 s, keep 3 s
+
+
+def fit(x: np.ndarray, n: int) -> np.ndarray:
+    """The first `n` samples of x, zero-padded at the end when shorter."""
+    return x[:n] if x.shape[0] >= n else np.pad(x, (0, n - x.shape[0]))
+
+
+def window_starts(n: int, win: int, hop: int, min_tail: int = 0) -> list[int]:
+    """Start samples of `win`-sample windows hopped by `hop` over `n` samples.
+
+    A signal no longer than one window gets one window at 0; when more than `min_tail` samples are
+    left after the last full window, one more window ends exactly at `n`.
+    """
+    if n <= win:
+        return [0]
+    starts = list(range(0, n - win + 1, hop))
+    if n - (starts[-1] + win) > min_tail:
+        starts.append(n - win)
+    return starts
 
 
 def audio_info(path: str | os.PathLike) -> tuple[float, int, int]:

@@ -20,7 +20,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from .cache import AudioSettings, WaveformCache
+from .audio import AudioSettings
+from .cache import WaveformCache
 from .corpora import Utterance
 from .evaluate import classification_metrics
 from .splits import check_no_leak, labels_for, make_folds
@@ -36,7 +37,7 @@ class SmileCache(WaveformCache):
     def __init__(self, feature_set: str, settings: AudioSettings = WHOLE_CLIP, root=None):
         super().__init__(settings, root)
         self.feature_set = feature_set
-        self.dir = self.dir.with_name(f"{self.dir.name}-smile-{feature_set}")
+        self.dir = self.dir.with_name(f"{settings.key()}-smile-{feature_set}")
 
     def compute(self, path) -> np.ndarray:
         from .features import smile_functionals

@@ -1,7 +1,8 @@
 """An on-disk cache of decoded, resampled waveforms, so a second pass over a corpus skips decoding.
 
-Layout: `<root>/<settings key>/<file key>.npy`. The settings key hashes the audio settings (rate,
-offset, duration, trimming); the file key hashes the file's absolute path, size and mtime. A changed
+Layout: `<root>/<settings key>/<file key>.npy`. An entry is a decoded clip (`AudioSettings.decode`:
+mono, resampled, trimmed), before any crop; the settings key hashes what decoding depends on (rate,
+trimming: `AudioSettings.decoding().key()`), so every crop and window of a clip is cut from one entry. The file key hashes the file's absolute path, size and mtime. A changed
 file gets a new key (its old entry is simply never read again), an added file a new entry: only what
 changed is decoded again. Entries are plain .npy arrays, written atomically, read without pickle.
 
@@ -11,32 +12,14 @@ Default location: `$VOXEMO_CACHE_DIR`, else the user's cache directory (platform
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
-from .audio import SAMPLE_RATE, AudioError, load_audio
-
-
-@dataclass(frozen=True)
-class AudioSettings:
-    """How files are decoded; part of every cache key."""
-
-    sample_rate: int = SAMPLE_RATE  # Hz
-    offset: float = 0.0  # seconds skipped at the start
-    duration: float | None = None  # seconds kept (zero-padded); None keeps the whole file
-    trim: str | None = None  # None, "energy" or "vad"
-
-    def load(self, path: str | os.PathLike) -> np.ndarray:
-        return load_audio(path, self.sample_rate, offset=self.offset, duration=self.duration, trim=self.trim)
-
-    def key(self) -> str:
-        return _digest(json.dumps(asdict(self), sort_keys=True))[:16]
+from .audio import AudioError, AudioSettings
 
 
 def default_cache_dir() -> Path:
@@ -53,11 +36,12 @@ def _digest(s: str) -> str:
 
 
 class WaveformCache:
-    """`cache.load(path)` decodes once, then reads the cached array; `hits`/`misses` count both."""
+    """`cache.load(path)` decodes once (`settings.decode`), then reads the cached array; `hits`/`misses`
+    count both. Crops and windows are cut from what it returns (`settings.crop`, `settings.windows`)."""
 
     def __init__(self, settings: AudioSettings = AudioSettings(), root: str | os.PathLike | None = None):
         self.settings = settings
-        self.dir = Path(root or default_cache_dir()) / settings.key()
+        self.dir = Path(root or default_cache_dir()) / settings.decoding().key()
         self.hits = 0
         self.misses = 0
 
@@ -68,11 +52,11 @@ class WaveformCache:
 
     def compute(self, path: str | os.PathLike) -> np.ndarray:
         """What an entry holds (here the decoded waveform); subclasses cache other per-file arrays."""
-        return self.settings.load(path)
+        return self.settings.decode(path)
 
     def load(self, path: str | os.PathLike) -> np.ndarray:
         if not Path(path).is_file():  # let load_audio name the problem (missing, a folder, ...)
-            return self.settings.load(path)
+            return self.compute(path)
         entry = self.entry(path)
         if entry.is_file():
             try:

@@ -120,7 +120,7 @@ def features(
     import tempfile
 
     from .audio import AudioError
-    from .cache import AudioSettings
+    from .audio import AudioSettings
     from .data import extract_features
     from .features import KINDS, SMILE_SETS, FrontendConfig
 
@@ -131,7 +131,7 @@ def features(
     refuse_overwrite(out, force)
     m = scan_data(path, corpus, strict)
     settings = AudioSettings(sample_rate, offset, duration or None)
-    cfg = None if kind in SMILE_SETS else FrontendConfig.for_kind(kind, sample_rate=sample_rate, n_mels=n_mels, n_mfcc=n_mfcc)
+    cfg = None if kind in SMILE_SETS else FrontendConfig.for_kind(kind, n_mels=n_mels, n_mfcc=n_mfcc)
     with progress_bar() as bar, tempfile.TemporaryDirectory() as tmp:
         task = bar.add_task(f"{kind} features", total=2 * len(m))
         try:
@@ -167,8 +167,9 @@ def build_experiment(config: Path | None, **flags):
     """An Experiment from a TOML file and flags (flags win; None flags are ignored)."""
     import tomllib
 
-    from .cache import AudioSettings
-    from .experiment import PAPER_AUDIO, Experiment
+    from .audio import AudioSettings
+    from .audio import PAPER_AUDIO
+    from .experiment import Experiment
 
     d: dict = {}
     if config is not None:

@@ -13,8 +13,8 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from .audio import AudioError
-from .cache import AudioSettings, WaveformCache
+from .audio import AudioError, AudioSettings
+from .cache import WaveformCache
 from .corpora import Manifest, Utterance
 from .features import SMILE_SETS, Frontend, FrontendConfig, smile_functionals
 
@@ -103,7 +103,8 @@ def extract_features(
     frontend: FrontendConfig | None = None, cache_dir=None, batch_size: int = 32,
     progress: Progress | None = None,
 ) -> FeatureSet:
-    """Decode (through the cache) and compute `kind` features for every utterance that loads.
+    """Decode (through the cache), crop (`settings.crop`, the training crop) and compute `kind`
+    features for every utterance that loads.
 
     kind: a front-end kind ("logmel", "mfcc", "stft", "mean_mfcc") or an openSMILE set
     ("egemaps", "compare"). Clips that fail to load are listed in `skipped`, not fatal.
@@ -115,14 +116,14 @@ def extract_features(
     skipped = [str(w) for w in loaded if isinstance(w, AudioError)]
     if not good:
         raise AudioError(manifest[0].path if manifest else "<empty>", "no clip could be loaded")
-    utts, waves = [u for u, _ in good], [w for _, w in good]
-    config = {"kind": kind, "audio": settings.__dict__}
+    utts, waves = [u for u, _ in good], [settings.crop(w) for _, w in good]
+    config = {"kind": kind, "audio": settings.to_dict()}
     if kind in SMILE_SETS:
         feats, names = smile_functionals(waves, settings.sample_rate, kind)
         if progress:
             progress(len(waves))
         return FeatureSet(feats, np.ones(len(waves), dtype=np.int64), utts, config, names, skipped)
-    cfg = frontend or FrontendConfig.for_kind(kind, sample_rate=settings.sample_rate)
+    cfg = frontend or FrontendConfig.for_kind(kind)
     config["frontend"] = cfg.to_dict()
-    feats, lengths = compute_features(Frontend(cfg), waves, batch_size=batch_size, progress=progress)
+    feats, lengths = compute_features(Frontend(cfg, settings.sample_rate), waves, batch_size=batch_size, progress=progress)
     return FeatureSet(feats, lengths, utts, config, [], skipped)

@@ -19,15 +19,14 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from .cache import AudioSettings, WaveformCache
+from .audio import PAPER_AUDIO, AudioSettings
+from .cache import WaveformCache
 from .corpora import Manifest, Utterance, parse_data_arg, scan
 from .evaluate import aggregate, classification_metrics
 from .features import FrontendConfig
 from .pipeline import Pipeline
 from .splits import Fold, check_no_leak, filter_utterances, labels_for, make_folds
-from .train import History, TrainConfig, evaluate_waves, fit
-
-PAPER_AUDIO = AudioSettings(sample_rate=16000, offset=0.5, duration=3.0)  # the papers' crop
+from .train import History, TrainConfig, fit
 
 
 @dataclass
@@ -76,7 +75,7 @@ class Experiment:
 
     def frontend_config(self) -> FrontendConfig:
         base = self.entry().frontend.to_dict()
-        return FrontendConfig.from_dict({**base, "sample_rate": self.audio.sample_rate, **self.frontend})
+        return FrontendConfig.from_dict({**base, **self.frontend})
 
     def train_config(self) -> TrainConfig:
         known = {f.name for f in dataclasses.fields(TrainConfig)}
@@ -103,13 +102,22 @@ def load_corpora(data: Sequence[str], *, strict: bool = False) -> Manifest:
     return out
 
 
-def load_waves(utts: Sequence[Utterance], audio: AudioSettings, progress: Callable[[int], None] | None = None,
-               cache_dir=None) -> torch.Tensor:
-    """Decoded clips as one (B, N) tensor (the audio settings must fix the duration)."""
+def load_clips(utts: Sequence[Utterance], audio: AudioSettings, progress: Callable[[int], None] | None = None,
+               cache_dir=None) -> list[np.ndarray]:
+    """Each utterance decoded by `audio.decode`, through the waveform cache."""
+    return WaveformCache(audio, cache_dir).load_many([u.path for u in utts], progress=progress)
+
+
+def training_crops(clips: Sequence[np.ndarray], audio: AudioSettings) -> torch.Tensor:
+    """The training crop of every decoded clip (`audio.crop`) as one (B, N) tensor."""
     if audio.duration is None:
         raise ValueError("training needs clips of one length: set audio.duration (the papers use 3 s)")
-    waves = WaveformCache(audio, cache_dir).load_many([u.path for u in utts], progress=progress)
-    return torch.from_numpy(np.stack(waves))
+    return torch.from_numpy(np.stack([audio.crop(x) for x in clips]))
+
+
+def heard(pipe: Pipeline, clips: Sequence[np.ndarray]) -> np.ndarray:
+    """Probabilities (B, K) of decoded clips as `voxemo predict` hears them (`audio.windows`, averaged)."""
+    return pipe.clip_probabilities([pipe.audio.windows(x) for x in clips])
 
 
 def build(exp: Experiment, classes: list[str]) -> Pipeline:
@@ -119,23 +127,24 @@ def build(exp: Experiment, classes: list[str]) -> Pipeline:
 
     entry = exp.entry()
     fcfg = exp.frontend_config()
-    n = int(round(exp.audio.duration * exp.audio.sample_rate))
-    probe = Frontend(fcfg)(torch.zeros(1, n))
+    probe = Frontend(fcfg, exp.audio.sample_rate)(torch.zeros(1, exp.audio.crop_samples))
     input_shape = tuple(probe.shape[2:] if entry.per_window else probe.shape[1:])
     torch.manual_seed(exp.seed)
     model = create_model(exp.model, n_classes=len(classes), input_shape=input_shape, **exp.model_overrides)
     return Pipeline(fcfg, model, classes, audio=exp.audio, per_window=entry.per_window, task=exp.task)
 
 
-def train_fold(exp: Experiment, waves: torch.Tensor, labels: torch.Tensor, classes: list[str], fold: Fold, *,
-               checkpoint_dir=None, resume=False, on_epoch=None) -> tuple[Pipeline, History, dict]:
-    """Train on fold.train (early stopping on fold.val), score on fold.test: (pipeline, history, metrics)."""
+def train_fold(exp: Experiment, clips: Sequence[np.ndarray], waves: torch.Tensor, labels: torch.Tensor,
+               classes: list[str], fold: Fold, *, checkpoint_dir=None, resume=False,
+               on_epoch=None) -> tuple[Pipeline, History, dict]:
+    """Train on the training crops (`waves`) of fold.train, early stopping on fold.val's; score
+    fold.test's decoded `clips` as `voxemo predict` hears them: (pipeline, history, metrics)."""
     pipe = build(exp, classes)
     tr, va, te = (torch.as_tensor(i, dtype=torch.long) for i in (fold.train, fold.val, fold.test))
     val = (waves[va], labels[va]) if len(va) else None
     history = fit(pipe, (waves[tr], labels[tr]), val, exp.train_config(),
                   checkpoint_dir=checkpoint_dir, resume=resume, on_epoch=on_epoch)
-    probs, _ = evaluate_waves(pipe, waves[te])
+    probs = heard(pipe, [clips[i] for i in fold.test])
     m = classification_metrics(labels[te].numpy(), probs.argmax(1), list(range(len(classes))))
     m["classes"] = classes
     m.update(fold=fold.name, best_epoch=history.best_epoch, epochs_run=len(history.epochs),
@@ -161,7 +170,8 @@ def cross_validate(manifest: Sequence[Utterance], exp: Experiment, run_dir: Path
     folds_total = len(folds)
     if exp.max_folds:
         folds = folds[: exp.max_folds]
-    waves = load_waves(utts, exp.audio, decode_progress)
+    clips = load_clips(utts, exp.audio, decode_progress)
+    waves = training_crops(clips, exp.audio)
     labels = torch.as_tensor(y, dtype=torch.long)
     genders = np.array([u.gender for u in utts])
     run_dir = Path(run_dir)
@@ -179,9 +189,9 @@ def cross_validate(manifest: Sequence[Utterance], exp: Experiment, run_dir: Path
             if fold.speaker_independent:
                 check_no_leak(fold, [u.speaker for u in utts])
             if exp.per_gender:
-                m, h = _per_gender_fold(exp, waves, labels, classes, fold, genders, fold_dir, resume, on_epoch)
+                m, h = _per_gender_fold(exp, clips, waves, labels, classes, fold, genders, fold_dir, resume, on_epoch)
             else:
-                _, history, m = train_fold(exp, waves, labels, classes, fold, checkpoint_dir=fold_dir,
+                _, history, m = train_fold(exp, clips, waves, labels, classes, fold, checkpoint_dir=fold_dir,
                                            resume=resume, on_epoch=on_epoch)
                 h = history.curves()
             fold_dir.mkdir(parents=True, exist_ok=True)
@@ -219,7 +229,7 @@ def finish_run(run_dir: Path, exp: Experiment, config: dict, utts: Sequence[Utte
     return metrics
 
 
-def _per_gender_fold(exp, waves, labels, classes, fold, genders, fold_dir, resume, on_epoch):
+def _per_gender_fold(exp, clips, waves, labels, classes, fold, genders, fold_dir, resume, on_epoch):
     """One model per gender on that gender's clips; each test clip is scored by the model of its
     true gender, or (route_by="predicted", seed 002_0b61's three-model pipeline) of the gender a
     gender model trained on the same fold predicts for it."""
@@ -229,9 +239,9 @@ def _per_gender_fold(exp, waves, labels, classes, fold, genders, fold_dir, resum
     if exp.route_by == "predicted":
         gexp = dataclasses.replace(exp, task="gender", per_gender=False)
         is_male = torch.as_tensor((genders == "male").astype(np.int64))
-        gpipe, _, _ = train_fold(gexp, waves, is_male, ["female", "male"], fold, checkpoint_dir=fold_dir / "gender",
-                                 resume=resume, on_epoch=on_epoch)
-        gprobs, _ = evaluate_waves(gpipe, waves[test])
+        gpipe, _, _ = train_fold(gexp, clips, waves, is_male, ["female", "male"], fold,
+                                 checkpoint_dir=fold_dir / "gender", resume=resume, on_epoch=on_epoch)
+        gprobs = heard(gpipe, [clips[i] for i in fold.test])
         routed = np.where(gprobs.argmax(1) == 1, "male", "female")
         extra["routing_accuracy"] = float((routed == genders[fold.test]).mean())
     elif exp.route_by != "true":
@@ -244,9 +254,9 @@ def _per_gender_fold(exp, waves, labels, classes, fold, genders, fold_dir, resum
                     fold.test[genders[fold.test] == g])
         if not (routed == g).any():
             continue
-        pipe, history, _ = train_fold(exp, waves, labels, classes, part, checkpoint_dir=fold_dir / g,
+        pipe, history, _ = train_fold(exp, clips, waves, labels, classes, part, checkpoint_dir=fold_dir / g,
                                       resume=resume, on_epoch=on_epoch)
-        probs, _ = evaluate_waves(pipe, waves[test[torch.as_tensor(routed == g)]])
+        probs = heard(pipe, [clips[i] for i in fold.test[routed == g]])
         preds[routed == g] = probs.argmax(1)
         curves[g] = history.curves()
     m = classification_metrics(labels[test].numpy(), preds, list(range(len(classes))))
@@ -267,13 +277,14 @@ def train_pipeline(manifest: Sequence[Utterance], exp: Experiment, *, on_epoch=N
     utts = exp.select(manifest)
     y, classes = labels_for(utts, exp.task)
     fold = holdout_speakers(utts, n=exp.val_speakers or 2, seed=exp.seed)
-    waves = load_waves(utts, exp.audio, decode_progress)
+    clips = load_clips(utts, exp.audio, decode_progress)
+    waves = training_crops(clips, exp.audio)
     labels = torch.as_tensor(y, dtype=torch.long)
     pipe = build(exp, classes)
     tr, va = torch.as_tensor(fold.train), torch.as_tensor(fold.val)
     history = fit(pipe, (waves[tr], labels[tr]), (waves[va], labels[va]), exp.train_config(),
                   on_epoch=on_epoch, checkpoint_dir=checkpoint_dir, resume=resume)
-    probs, _ = evaluate_waves(pipe, waves[va])
+    probs = heard(pipe, [clips[i] for i in fold.val])
     m = classification_metrics(labels[va].numpy(), probs.argmax(1), list(range(len(classes))))
     pipe.meta.update(
         corpora=sorted({u.corpus for u in utts}),
@@ -286,12 +297,16 @@ def train_pipeline(manifest: Sequence[Utterance], exp: Experiment, *, on_epoch=N
     return pipe, history, m
 
 
-def score_pipeline(pipe: Pipeline, manifest: Sequence[Utterance], *, decode_progress=None) -> dict:
+def score_pipeline(pipe: Pipeline, manifest: Sequence[Utterance], *, decode_progress=None,
+                   per_clip: bool = False) -> dict:
     """Score a pipeline on a corpus, also another corpus than it was trained on.
 
-    Clips whose label the pipeline does not know are left out and reported under "unmapped";
-    predictions are restricted to the labels the corpus has, so a 7-class model scored on a corpus
-    sharing 5 of its classes chooses among those 5.
+    Each clip is heard as `voxemo predict` hears it (`pipe.audio.prepare`: the same decoding,
+    trimming, crop and windows). Clips whose label the pipeline does not know are left out and
+    reported under "unmapped"; predictions are restricted to the labels the corpus has, so a
+    7-class model scored on a corpus sharing 5 of its classes chooses among those 5. With
+    `per_clip`, "clips" lists every scored clip's path, label and probabilities over all the
+    pipeline's labels (what `voxemo predict` prints for that file).
     """
     attr = pipe.task
     known = [u for u in manifest if getattr(u, attr) in pipe.labels]
@@ -299,9 +314,7 @@ def score_pipeline(pipe: Pipeline, manifest: Sequence[Utterance], *, decode_prog
     if not known:
         raise ValueError(f"none of the corpus's labels ({', '.join(unmapped)}) is among the pipeline's ({', '.join(pipe.labels)})")
     shared = [c for c in pipe.labels if any(getattr(u, attr) == c for u in known)]
-    audio = pipe.audio if pipe.audio.duration else dataclasses.replace(pipe.audio, duration=3.0)
-    waves = load_waves(known, audio, decode_progress)
-    probs, _ = evaluate_waves(pipe, waves)
+    probs = heard(pipe, load_clips(known, pipe.audio, decode_progress))
     cols = [pipe.labels.index(c) for c in shared]
     pred = probs[:, cols].argmax(1)
     y = np.array([shared.index(getattr(u, attr)) for u in known])
@@ -309,4 +322,7 @@ def score_pipeline(pipe: Pipeline, manifest: Sequence[Utterance], *, decode_prog
     m.update(classes=shared, unmapped=unmapped, n_unmapped=len(manifest) - len(known), n=len(known),
              protocol="held-out corpus" if not set(pipe.meta.get("corpora", [])) & {u.corpus for u in known}
              else "same corpus (speakers may overlap training)")
+    if per_clip:
+        m["clips"] = [{"path": u.path, "label": pipe.labels[int(np.argmax(p))],
+                       "probabilities": dict(zip(pipe.labels, map(float, p)))} for u, p in zip(known, probs)]
     return m

@@ -3,6 +3,11 @@
 The graph holds the front-end, the normaliser, the model and the softmax (and, for a per-window
 model, the mean over a clip's windows), so an ONNX runtime needs nothing of voxemo to use it.
 
+Its input is what `AudioSettings.prepare` (voxemo.audio) makes of a clip: the windows (C, N) of
+mono float32 at the pipeline's rate, silence trimmed, offset skipped, cut to the training crop. The
+settings are in the file's metadata (`audio`, JSON); a clip's probabilities are the mean of its
+windows' rows, as `voxemo predict` and `voxemo evaluate` compute them.
+
 How it is exported, and why:
 - torch's TorchScript-based exporter (`torch.onnx.export(..., dynamo=False)`): it ships with torch;
   the newer dynamo exporter needs the extra `onnxscript` package.
@@ -19,8 +24,8 @@ How it is exported, and why:
   graph that fails the check below (nn.TransformerEncoder bakes traced sizes in) is exported again
   with N fixed. The batch axis is always dynamic.
 - Exported with autograd on: under no_grad nn.TransformerEncoder takes a fused path with no ONNX form.
-- Metadata (`custom_metadata_map` in onnxruntime): labels (JSON list), sample_rate, input_samples
-  ("dynamic" or a number), model, per_window, task, voxemo_version.
+- Metadata (`custom_metadata_map` in onnxruntime): labels (JSON list), sample_rate, audio (the
+  AudioSettings as JSON), input_samples ("dynamic" or a number), model, per_window, task, voxemo_version.
 - `export_onnx` runs the file in onnxruntime against torch on a test signal and raises `ExportError`
   when the probabilities differ by more than `PARITY_ATOL`.
 - Exports and passes that check: every registered model but td_cnn_stft, whose model itself calls
@@ -50,6 +55,7 @@ from .pipeline import Pipeline
 INPUT_NAME = "waveform"  # (B, N) float32 at the pipeline's sample rate
 OUTPUT_NAME = "probabilities"  # (B, K) float32
 PARITY_ATOL = 1e-4  # largest absolute probability difference export_onnx accepts against torch
+TRACE_SECONDS = 2.0  # length of the example input traced when the pipeline hears clips whole (no fixed crop)
 
 
 class ExportError(Exception):
@@ -124,10 +130,10 @@ def for_export(pipe: Pipeline, n_samples: int | None = None) -> Pipeline:
 
 
 def fixed_samples(pipe: Pipeline) -> int:
-    """Samples of one training clip (audio.duration * sample_rate)."""
-    if pipe.audio.duration is None:
+    """Samples of one training crop (audio.duration * sample_rate)."""
+    if pipe.audio.crop_samples is None:
         raise ExportError("the pipeline has no fixed clip duration (audio.duration); cannot fix the input length")
-    return int(round(pipe.audio.duration * pipe.audio.sample_rate))
+    return pipe.audio.crop_samples
 
 
 @torch.inference_mode()
@@ -180,7 +186,7 @@ def export_onnx(pipeline: Pipeline, out_path: str | os.PathLike, opset: int = 17
         raise FileExistsError(f"{out_path} exists; pass overwrite=True (CLI: --force) to replace it")
     pipeline = pipeline.eval()
     name = pipeline.model.name
-    n = int(round(pipeline.audio.sample_rate * 2.0)) if pipeline.audio.duration is None else fixed_samples(pipeline)
+    n = int(round(pipeline.audio.sample_rate * TRACE_SECONDS)) if pipeline.audio.duration is None else fixed_samples(pipeline)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_path.with_name(out_path.name + ".partial")
     tries = [True, False] if takes_any_length(pipeline) else [False]
@@ -226,6 +232,7 @@ def _export(pipeline: Pipeline, path: Path, n: int, dynamic: bool, opset: int) -
     meta = {
         "labels": json.dumps(labels),
         "sample_rate": str(pipeline.audio.sample_rate),
+        "audio": json.dumps(pipeline.audio.to_dict()),
         "input_samples": "dynamic" if dynamic else str(n),
         "model": pipeline.model.name,
         "per_window": str(pipeline.per_window).lower(),
@@ -235,8 +242,10 @@ def _export(pipeline: Pipeline, path: Path, n: int, dynamic: bool, opset: int) -
     m = onnx.load(str(path))
     onnx.helper.set_model_props(m, meta)
     m.doc_string = (f"voxemo {pipeline.model.name}: {INPUT_NAME} (batch, samples) float32 mono at "
-                    f"{pipeline.audio.sample_rate} Hz -> {OUTPUT_NAME} (batch, {len(labels)}) over "
-                    f"{', '.join(labels)}; input length {'any' if dynamic else f'fixed to {n} samples'}")
+                    f"{pipeline.audio.sample_rate} Hz, a clip's windows as voxemo's AudioSettings.prepare "
+                    f"cuts them (settings in the 'audio' metadata) -> {OUTPUT_NAME} (batch, {len(labels)}) over "
+                    f"{', '.join(labels)}, a clip's probabilities the mean of its windows' rows; input length "
+                    f"{'any' if dynamic else f'fixed to {n} samples'}")
     onnx.save(m, str(path))
     return meta
 

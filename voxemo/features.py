@@ -35,7 +35,8 @@ import numpy as np
 import torch
 from torch import nn
 
-SAMPLE_RATE = 16000
+from .audio import SAMPLE_RATE
+
 N_FFT = 512  # 32 ms at 16 kHz
 HOP_LENGTH = 160  # 10 ms at 16 kHz: 100 frames per second
 N_MELS = 128
@@ -48,10 +49,11 @@ KINDS = ("logmel", "mfcc", "stft", "mean_mfcc")
 
 @dataclass
 class FrontendConfig:
-    """Everything that decides how a waveform becomes features; saved with every pipeline."""
+    """Everything that decides how a waveform becomes features; saved with every pipeline. The
+    waveform's sample rate is not here: it is the audio settings' (`AudioSettings.sample_rate`), given
+    to `Frontend` when it is built, so a pipeline stores it once."""
 
     kind: str = "logmel"  # one of KINDS
-    sample_rate: int = SAMPLE_RATE  # Hz of the input waveforms
     n_fft: int = N_FFT  # FFT size in samples
     win_length: int | None = None  # window length in samples; None = n_fft
     hop_length: int = HOP_LENGTH  # samples between frames
@@ -99,10 +101,6 @@ class FrontendConfig:
     @classmethod
     def from_json(cls, s: str) -> "FrontendConfig":
         return cls.from_dict(json.loads(s))
-
-    @property
-    def frames_per_second(self) -> float:
-        return self.sample_rate / self.hop_length
 
 
 KIND_DEFAULTS = {"stft": {"n_fft": 256, "hop_length": 128}}
@@ -172,11 +170,11 @@ class Spectrogram(nn.Module):
 class LogMel(nn.Module):
     """(B, N) -> log-mel spectrogram (B, n_mels, T), in dB (or mel power when cfg.log is off)."""
 
-    def __init__(self, cfg: FrontendConfig, window: str | None = None):
+    def __init__(self, cfg: FrontendConfig, sample_rate: int = SAMPLE_RATE, window: str | None = None):
         super().__init__()
         self.cfg = cfg
         self.spectrogram = Spectrogram(cfg.n_fft, cfg.hop_length, cfg.win_length, window or cfg.window, cfg.center, 2.0)
-        fb = mel_filters(cfg.sample_rate, cfg.n_fft, cfg.n_mels, cfg.fmin, cfg.fmax)
+        fb = mel_filters(sample_rate, cfg.n_fft, cfg.n_mels, cfg.fmin, cfg.fmax)
         self.register_buffer("mel_t", torch.from_numpy(fb).T.contiguous(), persistent=False)  # (n_fft // 2 + 1, n_mels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -187,10 +185,10 @@ class LogMel(nn.Module):
 class MFCC(nn.Module):
     """(B, N) -> MFCC (B, n_mfcc, T): pre-emphasis, Hamming window, power, mel, dB, DCT-II."""
 
-    def __init__(self, cfg: FrontendConfig):
+    def __init__(self, cfg: FrontendConfig, sample_rate: int = SAMPLE_RATE):
         super().__init__()
         self.cfg = cfg
-        self.logmel = LogMel(dataclasses.replace(cfg, log=True), window="hamming")
+        self.logmel = LogMel(dataclasses.replace(cfg, log=True), sample_rate, window="hamming")
         self.register_buffer("dct", torch.from_numpy(dct_matrix(cfg.n_mels, cfg.n_mfcc)), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -201,9 +199,9 @@ class MFCC(nn.Module):
 class MeanMFCC(nn.Module):
     """(B, N) -> (B, T): the mean over the MFCC coefficients of each frame."""
 
-    def __init__(self, cfg: FrontendConfig):
+    def __init__(self, cfg: FrontendConfig, sample_rate: int = SAMPLE_RATE):
         super().__init__()
-        self.mfcc = MFCC(cfg)
+        self.mfcc = MFCC(cfg, sample_rate)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.mfcc(x).mean(dim=1)
@@ -212,7 +210,7 @@ class MeanMFCC(nn.Module):
 class LinearSTFT(nn.Module):
     """(B, N) -> STFT magnitude without the Nyquist bin (B, n_fft // 2, T), in dB when cfg.log."""
 
-    def __init__(self, cfg: FrontendConfig):
+    def __init__(self, cfg: FrontendConfig, sample_rate: int = SAMPLE_RATE):
         super().__init__()
         self.cfg = cfg
         self.spectrogram = Spectrogram(cfg.n_fft, cfg.hop_length, cfg.win_length, cfg.window, cfg.center, 2.0)
@@ -253,12 +251,14 @@ FEATURES = {"logmel": LogMel, "mfcc": MFCC, "stft": LinearSTFT, "mean_mfcc": Mea
 
 
 class Frontend(nn.Module):
-    """Waveforms (B, N) -> features, as FrontendConfig says: (B, F, T), (B, T) or chunked (B, C, F, W)."""
+    """Waveforms (B, N) at `sample_rate` Hz -> features, as FrontendConfig says: (B, F, T), (B, T) or
+    chunked (B, C, F, W)."""
 
-    def __init__(self, cfg: FrontendConfig):
+    def __init__(self, cfg: FrontendConfig, sample_rate: int = SAMPLE_RATE):
         super().__init__()
         self.cfg = cfg
-        self.features = FEATURES[cfg.kind](cfg)
+        self.sample_rate = sample_rate
+        self.features = FEATURES[cfg.kind](cfg, sample_rate)
         chunked = cfg.chunks is not None or cfg.window_frames is not None
         if chunked and cfg.kind == "mean_mfcc":
             raise ValueError("mean_mfcc is a 1-D series; chunking applies to feature maps")

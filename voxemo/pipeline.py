@@ -2,7 +2,8 @@
 
 Saved as two files side by side, and loading never runs code:
 - `<name>.safetensors`: the model's weights and the normaliser's statistics;
-- `<name>.json`: front-end and audio settings, model name and config, label names, task, training
+- `<name>.json`: audio settings (the one preparation of a clip, `audio.AudioSettings`, and the only
+  place the sample rate is stored), front-end, model name and config, label names, task, training
   settings, protocol and metrics, voxemo version.
 
 Letters: B batch, N samples, C windows per clip, F feature bins, T frames, W frames per window,
@@ -20,8 +21,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from typing import Callable, Sequence
+
 from . import __version__
-from .cache import AudioSettings
+from .audio import AudioSettings
 from .features import Frontend, FrontendConfig
 
 FORMAT = "voxemo-pipeline/1"
@@ -65,10 +68,10 @@ class Pipeline(nn.Module):
     """
 
     def __init__(self, frontend: FrontendConfig, model: nn.Module, labels: list[str], *,
-                 audio: AudioSettings = AudioSettings(), per_window: bool = False, task: str = "emotion",
+                 audio: AudioSettings, per_window: bool = False, task: str = "emotion",
                  meta: dict | None = None):
         super().__init__()
-        self.frontend = Frontend(frontend)
+        self.frontend = Frontend(frontend, audio.sample_rate)
         n_bins = 1 if frontend.kind == "mean_mfcc" else self._n_bins(frontend)
         self.normalizer = Normalizer(n_bins)
         self.model = model
@@ -99,6 +102,17 @@ class Pipeline(nn.Module):
         out = self.logits(self.features(waves)).softmax(-1)
         return out.mean(1) if self.per_window else out  # (B, K)
 
+    @torch.inference_mode()
+    def run(self, waves: np.ndarray) -> np.ndarray:
+        """(B, N) float32 -> probabilities (B, K) as numpy, in eval mode; the torch twin of `OnnxRunner.run`."""
+        self.eval()
+        return self(torch.from_numpy(np.ascontiguousarray(waves, dtype=np.float32))).numpy()
+
+    def clip_probabilities(self, clips: Sequence[np.ndarray], batch_size: int = 32) -> np.ndarray:
+        """Prepared clips (each (C, N), from `audio.prepare`) -> probabilities (B, K), each clip's
+        the mean of its windows'."""
+        return clip_probabilities(self.run, clips, len(self.labels), batch_size)
+
     # --- files ----------------------------------------------------------------------------------
     def describe(self) -> dict:
         return {
@@ -106,7 +120,7 @@ class Pipeline(nn.Module):
             "voxemo_version": __version__,
             "task": self.task,
             "labels": self.labels,
-            "audio": dataclasses.asdict(self.audio),
+            "audio": self.audio.to_dict(),
             "frontend": self.frontend.cfg.to_dict(),
             "model": {"name": self.model.name, "config": _jsonable(dataclasses.asdict(self.model.config))},
             "per_window": self.per_window,
@@ -154,8 +168,13 @@ def build_pipeline(desc: dict) -> Pipeline:
     model = create_model(desc["model"]["name"], **desc["model"]["config"])
     meta = {k: v for k, v in desc.items() if k not in
             {"format", "voxemo_version", "task", "labels", "audio", "frontend", "model", "per_window"}}
-    return Pipeline(FrontendConfig.from_dict(desc["frontend"]), model, desc["labels"],
-                    audio=AudioSettings(**desc["audio"]), per_window=desc["per_window"],
+    audio = AudioSettings(**desc["audio"])
+    frontend = dict(desc["frontend"])
+    rate = frontend.pop("sample_rate", audio.sample_rate)  # files written before the rate was stored once
+    if rate != audio.sample_rate:
+        raise ValueError(f"the front-end's sample rate ({rate} Hz) differs from the audio's ({audio.sample_rate} Hz)")
+    return Pipeline(FrontendConfig.from_dict(frontend), model, desc["labels"],
+                    audio=audio, per_window=desc["per_window"],
                     task=desc.get("task", "emotion"), meta=meta)
 
 
@@ -173,7 +192,10 @@ def load_pipeline(path: str | os.PathLike) -> Pipeline:
         raise PipelineError(f"{config}: not a voxemo pipeline description ({e})") from None
     if desc.get("format") != FORMAT:
         raise PipelineError(f"{config}: format {desc.get('format')!r} is not {FORMAT!r}")
-    pipe = build_pipeline(desc)
+    try:
+        pipe = build_pipeline(desc)
+    except (KeyError, TypeError, ValueError) as e:
+        raise PipelineError(f"{config}: the description does not fit this voxemo ({type(e).__name__}: {e})") from None
     try:
         state = load_file(str(weights))
         pipe.load_state_dict(state, strict=True)
@@ -182,10 +204,21 @@ def load_pipeline(path: str | os.PathLike) -> Pipeline:
     return pipe.eval()
 
 
-@torch.inference_mode()
-def predict_proba(pipe: Pipeline, waves: torch.Tensor | np.ndarray, *, batch_size: int = 64) -> np.ndarray:
-    """Class probabilities (B, K) for a stack of equal-length waveforms (B, N)."""
-    pipe.eval()
-    waves = torch.as_tensor(waves)
-    out = [pipe(waves[i : i + batch_size]) for i in range(0, waves.shape[0], batch_size)]
-    return torch.cat(out).numpy()
+def clip_probabilities(run: Callable[[np.ndarray], np.ndarray], clips: Sequence[np.ndarray], n_classes: int,
+                       batch_size: int = 32) -> np.ndarray:
+    """The one batched inference over prepared clips: `run` maps (b, N) float32 windows to (b, K)
+    probabilities (`Pipeline.run`, `OnnxRunner.run`); clips are (C, N) arrays. Windows of one length
+    go through together, `batch_size` at a time; a clip's probabilities are its windows' mean (B, K)."""
+    owner = np.concatenate([np.full(len(c), i) for i, c in enumerate(clips)]) if clips else np.zeros(0, int)
+    windows = [w for c in clips for w in c]
+    probs = np.zeros((len(windows), n_classes), np.float32)
+    by_length: dict[int, list[int]] = {}
+    for j, w in enumerate(windows):
+        by_length.setdefault(w.shape[0], []).append(j)
+    for rows in by_length.values():
+        for i in range(0, len(rows), batch_size):
+            part = rows[i : i + batch_size]
+            probs[part] = run(np.stack([windows[j] for j in part]))
+    out = np.zeros((len(clips), n_classes), np.float32)
+    np.add.at(out, owner, probs)
+    return out / np.array([max(len(c), 1) for c in clips], np.float32)[:, None]

@@ -1,17 +1,15 @@
 """Point a trained pipeline at audio: one clip, many files, a long recording, a live stream.
 
-`Predictor` wraps a `Pipeline` (torch, or the same graph exported to ONNX and run in onnxruntime)
-and prepares audio the way the pipeline was trained:
+`Predictor` wraps a `Pipeline` (torch, or the same graph exported to ONNX and run in onnxruntime).
+Every piece of audio goes through the pipeline's `AudioSettings` (voxemo.audio), the same door as in
+training and `voxemo evaluate`:
 
-- A clip (`predict`): decoded at the pipeline's rate; the training offset (`audio.offset`, the
-  papers skip 0.5 s of leading silence) is skipped only when the clip is longer than offset + 1 s,
-  so a short clip keeps its start. Then windows of the training duration (`audio.duration`):
-  a clip no longer than that is one zero-padded window (exactly the training crop); a longer clip
-  is cut into duration-long windows hopped by half a window, plus one window ending at the clip's
-  end when more than a quarter window is left over, and the clip's probabilities are the mean of
-  its windows' (a 10 s clip is heard whole, not cut to 3 s; a 3.2 s clip is the training crop).
-- A long recording (`timeline`): voice activity with silero-vad, then windows of `window` seconds
-  hopped by `hop` over speech only (a speech region shorter than a window gets one zero-padded
+- A clip (`predict`): `audio.prepare`: decoded, silence trimmed as in training, the training crop
+  (offset, duration); a long clip as windows of the training duration covering all of it, averaged.
+  `voxemo evaluate` scores exactly these probabilities.
+- A long recording (`timeline`): decoded with `audio.decode` but not trimmed (times must be the
+  file's), voice activity with silero-vad, then windows of `window` seconds hopped by `hop` over
+  speech only (`audio.window_starts`; a speech region shorter than a window gets one zero-padded
   window); per-window probabilities; adjacent windows of one speech region with the same top
   label merged into segments. Overlapping windows with different labels split at the midpoint of
   their overlap.
@@ -20,14 +18,16 @@ and prepares audio the way the pipeline was trained:
   (its windows' mean).
 
 A model that only takes its training length (a Flatten sized for it, or a per-window front-end;
-see `export.takes_any_length`, and for ONNX the file's `input_samples`) gets every piece of audio
-longer than that length as training-length windows, averaged, and shorter pieces zero-padded.
+see `export.takes_any_length`, and for ONNX the file's `input_samples`) gets every timeline or
+stream piece longer than that length as training-length windows, averaged, and shorter pieces
+zero-padded.
 
 Letters: B batch, N samples, K classes.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from pathlib import Path
@@ -36,35 +36,14 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 import torch
 
-from .audio import SILENCE_PEAK, VAD_SAMPLE_RATE, AudioError, audio_info, check_signal, load_audio, resample, speech_segments, to_mono
-from .pipeline import Pipeline, PipelineError, load_pipeline, pipeline_files
+from .audio import (CLIP_TAIL, MIN_WINDOW, SILENCE_PEAK, VAD_SAMPLE_RATE, AudioError, audio_info, fit, resample,
+                    speech_segments, window_starts)
+from .pipeline import Pipeline, PipelineError, clip_probabilities, load_pipeline, pipeline_files
 
 RUNTIMES = ("torch", "onnx")
 BATCH_SIZE = 32  # windows per forward pass
-CLIP_TAIL = 0.25  # a clip's leftover after its last full window gets one more window past this fraction of a window
-OFFSET_MARGIN = 1.0  # s: the training offset is skipped only in clips longer than offset + this
 TIMELINE_MIN_SILENCE = 0.3  # s of non-speech that separate two speech regions of a timeline
-MIN_WINDOW = 0.5  # s: the shortest timeline / stream window (the CNN front ends need a few frames)
 BUNDLED = Path(__file__).resolve().parent / "assets" / "voxemo_net" / "voxemo_net"  # + .json / .safetensors
-
-
-def window_starts(n: int, win: int, hop: int, min_tail: int = 0) -> list[int]:
-    """Start samples of `win`-sample windows hopped by `hop` over `n` samples.
-
-    A signal no longer than one window gets one window at 0; when more than `min_tail` samples are
-    left after the last full window, one more window ends exactly at `n`.
-    """
-    if n <= win:
-        return [0]
-    starts = list(range(0, n - win + 1, hop))
-    if n - (starts[-1] + win) > min_tail:
-        starts.append(n - win)
-    return starts
-
-
-def fit(x: np.ndarray, n: int) -> np.ndarray:
-    """The first `n` samples of x, zero-padded at the end when shorter."""
-    return x[:n] if x.shape[0] >= n else np.pad(x, (0, n - x.shape[0]))
 
 
 def _named(labels: Sequence[str], p: np.ndarray) -> dict[str, float]:
@@ -118,67 +97,37 @@ class Predictor:
     def labels(self) -> list[str]:
         return list(self.pipeline.labels)
 
+    @property
+    def audio(self):
+        """The pipeline's AudioSettings: how every clip is prepared."""
+        return self.pipeline.audio
+
     # --- the model ------------------------------------------------------------------------------
-    def probabilities(self, waves: np.ndarray) -> np.ndarray:
-        """Equal-length waveforms (B, N) float32 at `sample_rate` -> probabilities (B, K)."""
-        waves = np.ascontiguousarray(waves, dtype=np.float32)
-        out = []
-        for i in range(0, waves.shape[0], BATCH_SIZE):
-            chunk = waves[i : i + BATCH_SIZE]
-            if self.onnx is not None:
-                out.append(self.onnx.run(chunk))
-            else:
-                with torch.inference_mode():
-                    out.append(self.pipeline(torch.from_numpy(chunk)).numpy())
-        return np.concatenate(out) if out else np.zeros((0, len(self.labels)), np.float32)
+    def run(self, waves: np.ndarray) -> np.ndarray:
+        """Equal-length windows (b, N) float32 at `sample_rate` -> probabilities (b, K)."""
+        return self.onnx.run(waves) if self.onnx is not None else self.pipeline.run(waves)
+
+    def clip_probabilities(self, clips: Sequence[np.ndarray]) -> np.ndarray:
+        """Prepared clips (each (C, N)) -> probabilities (B, K): `pipeline.clip_probabilities`, on either runtime."""
+        return clip_probabilities(self.run, clips, len(self.labels), BATCH_SIZE)
 
     def _pieces_probabilities(self, pieces: Sequence[np.ndarray], length: int) -> np.ndarray:
-        """Probabilities (P, K) of signal pieces, each zero-padded to `length` samples; for a model
-        that takes only its training length n, each piece is cut into n-sample windows (hop n / 2),
-        whose probabilities are averaged."""
+        """Probabilities (P, K) of timeline or stream pieces, each zero-padded to `length` samples;
+        for a model that takes only its training length n, each piece is cut into n-sample windows
+        (hop n / 2), whose probabilities are averaged."""
         n = self.input_samples
-        owner, waves = [], []
-        for i, piece in enumerate(pieces):
-            if n is None:
-                owner.append(i)
-                waves.append(fit(piece, length))
-            else:
-                for s in window_starts(piece.shape[0], n, n // 2, int(CLIP_TAIL * n)):
-                    owner.append(i)
-                    waves.append(fit(piece[s : s + n], n))
-        if not waves:
-            return np.zeros((0, len(self.labels)), np.float32)
-        probs = self.probabilities(np.stack(waves))
-        owner = np.asarray(owner)
-        return np.stack([probs[owner == i].mean(0) for i in range(len(pieces))])
-
-    # --- input ----------------------------------------------------------------------------------
-    def signal(self, source, sr: int | None = None) -> np.ndarray:
-        """A path (decoded with load_audio) or an array (mono or (N, channels), at `sr` Hz) as
-        float32 mono at the pipeline's rate. Raises AudioError for an unusable signal."""
-        if isinstance(source, (str, os.PathLike)):
-            return load_audio(source, self.sample_rate)
-        if sr is None:
-            raise ValueError("an array needs its sample rate: pass sr=...")
-        x = to_mono(np.asarray(source, dtype=np.float32))
-        check_signal(x, "<array>")
-        return np.ascontiguousarray(resample(x, int(sr), self.sample_rate), dtype=np.float32)
-
-    def clip_windows(self, x: np.ndarray) -> np.ndarray:
-        """A clip at the pipeline's rate -> its windows (C, N) as the module docstring describes."""
-        sr, audio = self.sample_rate, self.pipeline.audio
-        if audio.offset and x.shape[0] > (audio.offset + OFFSET_MARGIN) * sr:
-            x = x[int(round(audio.offset * sr)) :]
-        if audio.duration is None:
-            return fit(x, max(x.shape[0], int(MIN_WINDOW * sr)))[None, :]
-        n = int(round(audio.duration * sr))
-        return np.stack([fit(x[s : s + n], n) for s in window_starts(x.shape[0], n, n // 2, int(CLIP_TAIL * n))])
+        if n is None:
+            clips = [fit(piece, length)[None, :] for piece in pieces]
+        else:
+            clips = [np.stack([fit(piece[s : s + n], n) for s in window_starts(piece.shape[0], n, n // 2, int(CLIP_TAIL * n))])
+                     for piece in pieces]
+        return self.clip_probabilities(clips)
 
     # --- clips ----------------------------------------------------------------------------------
     def predict(self, source, sr: int | None = None) -> dict:
-        """One clip (a path, or an array with its rate `sr`) -> {"label", "probabilities": {label: p}}."""
-        windows = self.clip_windows(self.signal(source, sr))
-        p = self._pieces_probabilities(list(windows), windows.shape[1]).mean(0)
+        """One clip (a path, or an array with its rate `sr`) -> {"label", "probabilities": {label: p}},
+        prepared by the pipeline's `audio.prepare` as in training and evaluation."""
+        p = self.clip_probabilities([self.audio.prepare(source, sr)])[0]
         return {"label": self.labels[int(np.argmax(p))], "probabilities": _named(self.labels, p)}
 
     def predict_many(self, paths: Iterable[str | os.PathLike], progress: Callable[[int], None] | None = None) -> list[dict]:
@@ -207,7 +156,7 @@ class Predictor:
         if window < MIN_WINDOW or hop <= 0:
             raise ValueError(f"window must be at least {MIN_WINDOW:g} s and hop positive (got {window:g} s, {hop:g} s)")
         try:
-            x = self.signal(source, sr)
+            x = dataclasses.replace(self.audio, trim=None).decode(source, sr)  # times are the recording's
         except AudioError as e:
             if not e.problem.startswith("signal is silent"):
                 raise

@@ -141,12 +141,6 @@ def epoch_order(labels: torch.Tensor, cfg: TrainConfig, gen: torch.Generator) ->
     return torch.multinomial(weights, n, replacement=True, generator=gen)
 
 
-def evaluate_waves(pipe: Pipeline, waves: torch.Tensor, labels: torch.Tensor | None = None,
-                   batch_size: int = 128, class_weights: torch.Tensor | None = None) -> tuple[np.ndarray, float | None]:
-    """Clip probabilities (B, K) and, when labels are given, the mean cross-entropy loss."""
-    return evaluate_features(pipe, feature_batches(pipe, waves, batch_size), labels, class_weights)
-
-
 def feature_batches(pipe: Pipeline, waves: torch.Tensor, batch_size: int) -> Iterator[torch.Tensor]:
     """Normalised features of `waves`, batch by batch, in eval mode."""
     pipe.eval()
@@ -156,7 +150,9 @@ def feature_batches(pipe: Pipeline, waves: torch.Tensor, batch_size: int) -> Ite
 @torch.inference_mode()
 def evaluate_features(pipe: Pipeline, batches: Iterable[torch.Tensor], labels: torch.Tensor | None = None,
                       class_weights: torch.Tensor | None = None) -> tuple[np.ndarray, float | None]:
-    """`evaluate_waves` on normalised features, given batch by batch in the order of `labels`."""
+    """Validation during training: clip probabilities (B, K) of normalised features given batch by
+    batch in the order of `labels` (the training crops, so features can be kept across epochs), and
+    with labels the mean cross-entropy loss."""
     pipe.eval()
     probs, loss_sum, seen = [], 0.0, 0
     for feats in batches:
