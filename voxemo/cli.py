@@ -331,6 +331,8 @@ def evaluate_cmd(
     pipeline: Annotated[Path, typer.Argument(help="Pipeline path (PIPELINE.json + PIPELINE.safetensors).")],
     data: DataArgs,
     json_out: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON.")] = False,
+    predictions: Annotated[Optional[Path], typer.Option("--predictions", help="Also write each clip's label and probabilities, one JSON object a line (what `voxemo predict` gives for that file).")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite the --predictions file.")] = False,
 ):
     """Score a saved pipeline on a corpus, also another corpus than it was trained on."""
     import json
@@ -338,15 +340,20 @@ def evaluate_cmd(
     from .experiment import score_pipeline
     from .pipeline import PipelineError, load_pipeline
 
+    if predictions is not None:
+        refuse_overwrite(predictions, force)
     try:
         pipe = load_pipeline(pipeline)
     except PipelineError as e:
         fail(str(e))
     manifest = load_data(data)
     try:
-        m = score_pipeline(pipe, manifest)
+        m = score_pipeline(pipe, manifest, per_clip=predictions is not None)
     except ValueError as e:
         fail(str(e))
+    if predictions is not None:
+        predictions.parent.mkdir(parents=True, exist_ok=True)
+        predictions.write_text("".join(json.dumps(c) + "\n" for c in m.pop("clips")))
     if json_out:
         console.print_json(json.dumps(m))
         return
