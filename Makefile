@@ -6,8 +6,11 @@ PIP    := $(PY) -m pip
 # torch first, pinned: this exact version is a CPU build that lies on this project's machines;
 # any other version would download a CUDA build of several GB.
 TORCH  := torch==2.13.0
+# Debian's chromium, for the browser test (tests/test_web_e2e.py); the test skips when it is missing.
+CHROMIUM := /usr/bin/chromium
+APT_LOG  := /tmp/voxemo-chromium-apt.log
 
-.PHONY: demo test install install-test clean
+.PHONY: demo test install install-test chromium clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -15,7 +18,8 @@ $(PY):
 
 $(VENV)/.installed: $(PY) pyproject.toml
 	$(PIP) install --quiet $(TORCH)
-	$(PIP) install --quiet -e .
+	@echo "installing voxemo with the extras every command in the README needs but the microphone: pip install -e '.[cli]'"
+	$(PIP) install --quiet -e '.[cli]'
 	touch $@
 
 $(VENV)/.installed-test: $(VENV)/.installed
@@ -24,11 +28,25 @@ $(VENV)/.installed-test: $(VENV)/.installed
 
 install: $(VENV)/.installed
 
-install-test: $(VENV)/.installed-test
+install-test: $(VENV)/.installed-test chromium
+
+# Only when chromium is missing and we are root with apt-get; a failed install does not stop the tests
+# (the browser test then skips, saying why).
+chromium:
+	@if [ ! -x $(CHROMIUM) ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "installing Debian's chromium with apt-get (running as root) for the browser test, tests/test_web_e2e.py"; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  (apt-get update -qq && apt-get install -y -qq chromium) >$(APT_LOG) 2>&1 \
+	    || echo "could not install chromium (see $(APT_LOG)): the browser test will be skipped"; \
+	elif [ ! -x $(CHROMIUM) ]; then \
+	  echo "$(CHROMIUM) is missing (installing it needs root and apt-get): the browser test will be skipped"; \
+	fi
 
 demo: install
 	$(VENV)/bin/voxemo data info examples
 	$(VENV)/bin/voxemo predict examples
+	@echo "every command in the README runs now; the microphone (voxemo listen) also needs PortAudio:"
+	@echo "  apt-get install libportaudio2 && $(PIP) install -e '.[mic]'"
 
 test: install-test
 	$(PY) -m pytest -q

@@ -20,7 +20,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from .audio import AudioSettings
+from .audio import SAMPLE_RATE, AudioSettings
 from .cache import WaveformCache
 from .corpora import Utterance
 from .evaluate import classification_metrics
@@ -28,7 +28,7 @@ from .splits import check_no_leak, labels_for, make_folds
 
 BASELINES = {"egemaps_svm": "egemaps", "compare_svm": "compare"}
 C_GRID = (1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0)
-WHOLE_CLIP = AudioSettings(sample_rate=16000)
+WHOLE_CLIP = AudioSettings(SAMPLE_RATE)
 
 
 class SmileCache(WaveformCache):

@@ -8,6 +8,10 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
+
+from .audio import SAMPLE_RATE
+from .config import TABLES
 
 app = typer.Typer(
     help="voxemo: recognise emotion in speech and song.",
@@ -20,8 +24,10 @@ app = typer.Typer(
 data_app = typer.Typer(help="Inspect corpora: files, speakers, labels, durations, problems.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 
-console = Console()
-err = Console(stderr=True, soft_wrap=True)
+# Markup off: user text (paths, labels, values, hints like 'voxemo[serve]') prints verbatim, square
+# brackets and all; the few styled words go through `styled`.
+console = Console(markup=False)
+err = Console(stderr=True, soft_wrap=True, markup=False)
 
 CorpusOpt = Annotated[
     Optional[str],
@@ -31,8 +37,13 @@ StrictOpt = Annotated[bool, typer.Option("--strict", help="Fail on the first fil
 ForceOpt = Annotated[bool, typer.Option("--force", "-f", help="Overwrite an existing output file.")]
 
 
+def styled(word: str, style: str, rest: str = "") -> Text:
+    """`word` in `style`, then `rest` verbatim (no markup is read in either)."""
+    return Text.assemble((word, style), rest)
+
+
 def fail(message: str, code: int = 2):
-    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    err.print(styled("error:", "bold red", f" {message}"), highlight=False)
     raise typer.Exit(code)
 
 
@@ -73,8 +84,8 @@ def data_info(
 
     m = scan_data(path, corpus, strict)
     s = summarize(m)
-    console.print(f"[bold]{path}[/]: {s['files']} files, corpus {', '.join(s['corpora'])}, "
-                  f"channel {', '.join(f'{k} {v}' for k, v in s['channels'].items())}", highlight=False)
+    console.print(styled(path, "bold", f": {s['files']} files, corpus {', '.join(s['corpora'])}, "
+                                       f"channel {', '.join(f'{k} {v}' for k, v in s['channels'].items())}"), highlight=False)
     by_gender = ", ".join(f"{v} {k}" for k, v in sorted(s["speakers_by_gender"].items()))
     console.print(f"speakers: {s['speakers']} ({by_gender})", highlight=False)
     for title, counts in (("emotion", s["emotions"]), ("gender", s["genders"])):
@@ -90,7 +101,7 @@ def data_info(
         console.print(f"duration (s): total {d['total']:.1f}, min {d['min']:.2f}, mean {d['mean']:.2f}, "
                       f"median {d['median']:.2f}, max {d['max']:.2f}", highlight=False)
     if s["problems"]:
-        console.print(f"[yellow]{len(s['problems'])} files skipped:[/]")
+        console.print(styled(f"{len(s['problems'])} files skipped:", "yellow"))
         for p in s["problems"]:
             console.print(f"  {p}", highlight=False, markup=False, soft_wrap=True)
     else:
@@ -108,7 +119,7 @@ def features(
     out: Annotated[Path, typer.Option("--out", "-o", help="Output .npz file (features, lengths, path, emotion, speaker, gender).")] = Path("features.npz"),
     corpus: CorpusOpt = None,
     strict: StrictOpt = False,
-    sample_rate: Annotated[int, typer.Option("--sr", help="Sample rate the audio is resampled to (Hz).")] = 16000,
+    sample_rate: Annotated[int, typer.Option("--sr", help="Sample rate the audio is resampled to (Hz).")] = SAMPLE_RATE,
     offset: Annotated[float, typer.Option(help="Seconds skipped at the start of each clip (the papers use 0.5).")] = 0.5,
     duration: Annotated[float, typer.Option(help="Seconds kept per clip, zero-padded when shorter; 0 keeps whole clips.")] = 3.0,
     n_mels: Annotated[int, typer.Option(help="Mel bands (logmel, mfcc).")] = 128,
@@ -143,14 +154,14 @@ def features(
     fs.save(out)
     console.print(f"{len(fs.utterances)} clips -> {out} {tuple(fs.features.shape)}", highlight=False)
     for s in fs.skipped:
-        err.print(f"[yellow]skipped[/] {s}", highlight=False)
+        err.print(styled("skipped", "yellow", f" {s}"), highlight=False)
 
 
 # --- training and evaluation -----------------------------------------------------------------------
 
 DataArgs = Annotated[list[str], typer.Argument(help="Corpus folders or NAME:FOLDER (e.g. emodb:/data/emodb); several are pooled.")]
 ModelOpt = Annotated[Optional[str], typer.Option("--model", help="Model name (see `voxemo models`).")]
-ConfigOpt = Annotated[Optional[Path], typer.Option("--config", help="TOML file: top-level experiment keys, and [train], [frontend], [model], [audio] tables. Flags override it.")]
+ConfigOpt = Annotated[Optional[Path], typer.Option("--config", help=f"TOML file: top-level experiment keys (model, protocol, ...) and the tables {', '.join(f'[{t}]' for t in TABLES)}. Flags override it.")]
 TaskOpt = Annotated[Optional[str], typer.Option("--task", help="emotion or gender.  [default: emotion]")]
 ChannelOpt = Annotated[Optional[str], typer.Option("--channel", help="Keep only speech or song clips.")]
 IntensityOpt = Annotated[Optional[str], typer.Option("--intensity", help="Keep only normal or strong clips (RAVDESS).")]
@@ -164,47 +175,14 @@ ResumeOpt = Annotated[bool, typer.Option("--resume", help="Continue an interrupt
 
 
 def build_experiment(config: Path | None, **flags):
-    """An Experiment from a TOML file and flags (flags win; None flags are ignored)."""
-    import tomllib
-
-    from .audio import AudioSettings
-    from .audio import PAPER_AUDIO
+    """Experiment.from_config with its ConfigError as a one-line error."""
+    from .config import ConfigError
     from .experiment import Experiment
 
-    d: dict = {}
-    if config is not None:
-        if not config.is_file():
-            fail(f"{config}: config file not found")
-        try:
-            d = tomllib.loads(config.read_text())
-        except tomllib.TOMLDecodeError as e:
-            fail(f"{config}: not valid TOML ({e})")
-    train = dict(d.pop("train", {}))
-    frontend = dict(d.pop("frontend", {}))
-    model_overrides = dict(d.pop("model_overrides", d.pop("model_config", {})))
-    audio = {**PAPER_AUDIO.__dict__, **d.pop("audio", {})}
-    for key in ("epochs", "lr", "batch_size"):
-        if flags.get(key) is not None:
-            train[key] = flags.pop(key)
-        flags.pop(key, None)
-    emotions = flags.pop("emotions", None)
-    if emotions:
-        flags["emotions"] = tuple(e.strip() for e in emotions.split(",") if e.strip())
-    d.update({k: v for k, v in flags.items() if v is not None})
-    if not d.get("model"):
-        fail("no model given: pass --model NAME (see `voxemo models`) or set model in the --config file")
-    from .baseline import BASELINES
-    from .models import list_models
-
-    if d["model"] not in list_models() and d["model"] not in BASELINES:
-        fail(f"unknown model {d['model']!r}; known: {', '.join([*list_models(), *BASELINES])}")
     try:
-        exp = Experiment(**d, audio=AudioSettings(**audio), frontend=frontend, model_overrides=model_overrides, train=train)
-        if not exp.is_baseline:
-            exp.train_config(), exp.frontend_config()
-    except (TypeError, ValueError) as e:
-        fail(f"bad configuration: {e}")
-    return exp
+        return Experiment.from_config(config, **flags)
+    except ConfigError as e:
+        fail(str(e))
 
 
 def load_data(data: list[str], strict: bool = False):
@@ -237,6 +215,10 @@ def models_cmd():
         f = e.frontend
         feats = f"{f.kind}" + (f" x{f.chunks} chunks" if f.chunks else "") + (f" windows {f.window_frames}" if f.window_frames else "")
         t.add_row(name, feats, "yes" if e.per_window else "", ", ".join(f"{k}={v}" for k, v in e.train.items()))
+    from .baseline import BASELINES
+
+    for name, feature_set in BASELINES.items():  # `voxemo cv --model` takes these too
+        t.add_row(name, f"{feature_set} functionals", "", "linear SVM (voxemo cv only)")
     console.print(t)
 
 
@@ -281,6 +263,14 @@ def train_cmd(
     console.print(f"pipeline written to {pipeline_files(out)[0]} and {pipeline_files(out)[1].name}", highlight=False)
 
 
+def check_run_dir(out: Path | None, resume: bool) -> None:
+    """Refuse to write into a folder that holds a run, unless resuming it."""
+    if out is not None and (out / "metrics.json").exists() and not resume:
+        fail(f"{out} holds a finished run; pass --resume to reuse its folds or choose another --out")
+    elif out is not None and out.exists() and any(out.glob("fold*")) and not resume:
+        fail(f"{out} holds an unfinished run; pass --resume to continue it or choose another --out")
+
+
 @app.command("cv")
 def cv_cmd(
     data: DataArgs,
@@ -302,10 +292,7 @@ def cv_cmd(
     exp = build_experiment(config, model=model, protocol=protocol, folds=folds, max_folds=max_folds, task=task,
                            channel=channel, intensity=intensity, emotions=emotions, gender=gender, epochs=epochs,
                            lr=lr, batch_size=batch_size, seed=seed, per_gender=per_gender)
-    if out is not None and (out / "metrics.json").exists() and not resume:
-        fail(f"{out} holds a finished run; pass --resume to reuse its folds or choose another --out")
-    elif out is not None and out.exists() and any(out.glob("fold*")) and not resume:
-        fail(f"{out} holds an unfinished run; pass --resume to continue it or choose another --out")
+    check_run_dir(out, resume)
     manifest = load_data(data)
     out = out or new_run_dir("runs", exp.model)  # created only once the data is known to load
     with progress_bar() as bar:
@@ -360,7 +347,8 @@ def evaluate_cmd(
     console.print(f"{m['n']} clips, {len(m['classes'])} classes ({', '.join(m['classes'])}); protocol: {m['protocol']}", highlight=False)
     console.print(f"UA {m['ua']:.3f}  WA {m['wa']:.3f}  macro-F1 {m['macro_f1']:.3f}", highlight=False)
     if m["unmapped"]:
-        console.print(f"[yellow]left out {m['n_unmapped']} clips whose labels the model does not know:[/] {', '.join(m['unmapped'])}")
+        console.print(styled(f"left out {m['n_unmapped']} clips whose labels the model does not know:", "yellow",
+                             f" {', '.join(m['unmapped'])}"))
 
 
 @app.command("reproduce")
@@ -430,7 +418,7 @@ def expand_inputs(items: list[Path]) -> list[Path]:
         if p.is_dir():
             found = audio_files(p)
             if not found:
-                err.print(f"[yellow]warning:[/] {p}: no audio files in this folder", highlight=False)
+                err.print(styled("warning:", "yellow", f" {p}: no audio files in this folder"), highlight=False)
             out += found
         else:
             out.append(p)
@@ -445,8 +433,6 @@ def print_timeline(path, tl: dict, fmt: str, writer) -> None:
     """One recording's segments as JSON (one line), CSV rows, or a table."""
     import json
 
-    from rich.markup import escape
-
     segs = tl["segments"]
     if fmt == "json":
         segs = [{**s, "probabilities": {k: round(v, 6) for k, v in s["probabilities"].items()}} for s in segs]
@@ -457,7 +443,7 @@ def print_timeline(path, tl: dict, fmt: str, writer) -> None:
             writer.writerow([path, s["start"], s["end"], s["label"], s["confidence"]])
         return
     speech = sum(e - s for s, e in tl["speech"])
-    console.print(f"[bold]{escape(str(path))}[/]: {tl['duration']:.1f} s, speech {speech:.1f} s, {len(segs)} segments", highlight=False)
+    console.print(styled(str(path), "bold", f": {tl['duration']:.1f} s, speech {speech:.1f} s, {len(segs)} segments"), highlight=False)
     if not segs:
         console.print("  no speech found")
         return
@@ -468,6 +454,94 @@ def print_timeline(path, tl: dict, fmt: str, writer) -> None:
         rest = {k: v for k, v in s["probabilities"].items() if k != s["label"]}
         t.add_row(f"{s['start']:.2f}", f"{s['end']:.2f}", s["label"], f"{s['confidence']:.2f}", _top(rest, 2))
     console.print(t)
+
+
+def report_error(path, message: str, fmt: str, writer, n_labels: int | None = None) -> None:
+    """A file that could not be predicted: one line on stderr, and a record in JSON or (per clip) CSV output."""
+    import json
+
+    err.print(styled("error:", "bold red", f" {message}"), highlight=False)
+    if fmt == "json":
+        typer.echo(json.dumps({"path": str(path), "error": message}))
+    elif writer and n_labels is not None:
+        writer.writerow([path, "", *[""] * n_labels, message])
+
+
+def print_timelines(predictor, files: list[Path], fmt: str, writer, window: float, hop: float, plot: Path | None) -> int:
+    """Each recording's timeline printed (and drawn into `plot`); returns how many files failed."""
+    from .audio import AudioError
+    from .predict import plot_timeline
+
+    failed = 0
+    if writer:
+        writer.writerow(["path", "start", "end", "label", "confidence"])
+    with progress_bar() as bar:
+        task = bar.add_task("timelines", total=len(files))
+        for path in files:
+            try:
+                tl = predictor.timeline(path, window=window, hop=hop)
+            except AudioError as e:
+                report_error(path, str(e), fmt, writer)
+                failed += 1
+                continue
+            finally:
+                bar.advance(task)
+            print_timeline(path, tl, fmt, writer)
+            if plot is not None:
+                plot_timeline(tl, plot, title=str(path))
+                err.print(f"timeline drawn into {plot}", highlight=False)
+    return failed
+
+
+def print_predictions(predictor, files: list[Path], fmt: str, writer) -> int:
+    """One prediction per file, as a table (with the file name's label when it has one), CSV or JSON lines;
+    returns how many files failed."""
+    import json
+
+    from .corpora import label_from_name
+
+    labels, results = predictor.labels, []
+    if writer:
+        writer.writerow(["path", "label", *labels, "error"])
+    named = {path: label_from_name(path) for path in files}
+    show_named = any(v is not None for v in named.values())
+    table = Table(show_edge=False)
+    table.add_column("file", overflow="fold")
+    for c, j in (("emotion", "left"), ("confidence", "right"), ("most likely", "left")):
+        table.add_column(c, justify=j, no_wrap=c != "most likely")
+    if show_named:
+        table.add_column("labelled")
+    with progress_bar() as bar:
+        task = bar.add_task("predicting", total=len(files))
+        for path in files:
+            r = predictor.predict_many([path])[0]
+            results.append(r)
+            bar.advance(task)
+            if "error" in r:
+                report_error(path, r["error"], fmt, writer, len(labels))
+                continue
+            p = r["probabilities"]
+            if fmt == "json":
+                typer.echo(json.dumps({"path": str(path), "label": r["label"], "probabilities": {k: round(v, 6) for k, v in p.items()}}))
+            elif writer:
+                writer.writerow([path, r["label"], *[f"{p[k]:.4f}" for k in labels], ""])
+            else:
+                table.add_row(str(path), r["label"], f"{p[r['label']]:.2f}", _top(p), *([named[path] or ""] if show_named else []))
+    if table.row_count:
+        console.print(table)
+        known = [(named[f], r) for f, r in zip(files, results) if named[f] and "label" in r]
+        if known:
+            right = sum(n == r["label"] for n, r in known)
+            console.print(f"{right} of {len(known)} files predicted as their file name labels them", highlight=False)
+    return sum("error" in r for r in results)
+
+
+def check_plot(plot: Path, files: list[Path], force: bool) -> None:
+    if len(files) != 1:
+        fail(f"--plot draws one recording; {len(files)} files were given")
+    if plot.suffix.lower() != ".png":
+        fail(f"--plot must end in .png, not {plot.name!r}")
+    refuse_overwrite(plot, force)
 
 
 @app.command("predict")
@@ -488,17 +562,12 @@ def predict_cmd(
     A file that cannot be read gets a one-line error naming it, the others are still predicted, and the exit status is 1.
     """
     import csv
-    import json
     import sys
 
-    from rich.markup import escape
-
-    from .audio import AudioError
+    from .predict import MIN_WINDOW
 
     if fmt not in FORMATS:
         fail(f"--format must be one of {', '.join(FORMATS)}, not {fmt!r}")
-    from .predict import MIN_WINDOW
-
     if window < MIN_WINDOW or hop <= 0:
         fail(f"--window must be at least {MIN_WINDOW:g} s and --hop positive")
     files = expand_inputs(inputs)
@@ -506,85 +575,14 @@ def predict_cmd(
         fail("no audio files to predict")
     if plot is not None:
         timeline = True
-        if len(files) != 1:
-            fail(f"--plot draws one recording; {len(files)} files were given")
-        if plot.suffix.lower() != ".png":
-            fail(f"--plot must end in .png, not {plot.name!r}")
-        refuse_overwrite(plot, force)
+        check_plot(plot, files, force)
     predictor = load_predictor(model, runtime, threads)
-    labels = predictor.labels
     writer = csv.writer(sys.stdout, lineterminator="\n") if fmt == "csv" else None
-    failed = 0
-
-    def report_error(path, message):
-        nonlocal failed
-        failed += 1
-        err.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
-        if fmt == "json":
-            typer.echo(json.dumps({"path": str(path), "error": message}))
-        elif fmt == "csv" and not timeline:
-            writer.writerow([path, "", *[""] * len(labels), message])
-
     if timeline:
-        from .predict import plot_timeline
-
-        if writer:
-            writer.writerow(["path", "start", "end", "label", "confidence"])
-        with progress_bar() as bar:
-            task = bar.add_task("timelines", total=len(files))
-            for path in files:
-                try:
-                    tl = predictor.timeline(path, window=window, hop=hop)
-                except AudioError as e:
-                    report_error(path, str(e))
-                    continue
-                finally:
-                    bar.advance(task)
-                print_timeline(path, tl, fmt, writer)
-                if plot is not None:
-                    plot_timeline(tl, plot, title=str(path))
-                    err.print(f"timeline drawn into {plot}", highlight=False)
-        raise typer.Exit(1 if failed else 0)
-
-    if writer:
-        writer.writerow(["path", "label", *labels, "error"])
-    table = None
-    from .corpora import label_from_name
-
-    named = {path: label_from_name(path) for path in files}
-    show_named = any(v is not None for v in named.values())
-    if fmt == "table":
-        table = Table(show_edge=False)
-        table.add_column("file", overflow="fold")
-        for c, j in (("emotion", "left"), ("confidence", "right"), ("most likely", "left")):
-            table.add_column(c, justify=j, no_wrap=c != "most likely")
-        if show_named:
-            table.add_column("labelled")
-    results = []
-    with progress_bar() as bar:
-        task = bar.add_task("predicting", total=len(files))
-        for path in files:
-            r = predictor.predict_many([path])[0]
-            results.append(r)
-            bar.advance(task)
-            if "error" in r:
-                report_error(path, r["error"])
-                continue
-            p = r["probabilities"]
-            if fmt == "json":
-                typer.echo(json.dumps({"path": str(path), "label": r["label"], "probabilities": {k: round(v, 6) for k, v in p.items()}}))
-            elif writer:
-                writer.writerow([path, r["label"], *[f"{p[k]:.4f}" for k in labels], ""])
-            else:
-                row = [escape(str(path)), r["label"], f"{p[r['label']]:.2f}", _top(p)]
-                table.add_row(*row, *([named[path] or ""] if show_named else []))
-    if table is not None and table.row_count:
-        console.print(table)
-        known = [(named[f], r) for f, r in zip(files, results) if named[f] and "label" in r]
-        if known:
-            right = sum(n == r["label"] for n, r in known)
-            console.print(f"{right} of {len(known)} files predicted as their file name labels them", highlight=False)
-    if failed:
+        failed = print_timelines(predictor, files, fmt, writer, window, hop, plot)
+    else:
+        failed = print_predictions(predictor, files, fmt, writer)
+    if failed and not timeline:
         err.print(f"{failed} of {len(files)} files could not be predicted", highlight=False)
     raise typer.Exit(1 if failed else 0)
 
@@ -619,6 +617,36 @@ def export_cmd(
     console.print(f"checked in onnxruntime against torch: largest probability difference {info['parity']:.1e}", highlight=False, soft_wrap=True)
 
 
+def show_segments(results) -> None:
+    """Live segments as they end: times, emotion, confidence, the next two."""
+    for r in results:
+        rest = _top({k: v for k, v in r["probabilities"].items() if k != r["label"]}, 2)
+        console.print(Text.assemble(f"{r['start']:8.2f}-{r['end']:.2f} s  ", (r["label"], "bold"),
+                                    f" {r['confidence']:.2f}  ({rest})"), highlight=False)
+
+
+def stream_microphone(sd, listener, rate: int, device) -> None:
+    """Feed the input device's samples to `listener` and show its segments until Ctrl-C."""
+    import queue
+
+    chunks: queue.Queue = queue.Queue()
+
+    def callback(indata, frames, time, status):  # PortAudio's thread: hand the samples over, nothing more
+        chunks.put(indata[:, 0].copy())
+
+    try:
+        stream = sd.InputStream(samplerate=rate, channels=1, dtype="float32", blocksize=rate // 10, device=device, callback=callback)
+    except (ValueError, sd.PortAudioError) as e:
+        fail(f"cannot open the microphone: {e}")
+    err.print(f"listening at {rate} Hz; Ctrl-C stops", highlight=False)
+    try:
+        with stream:
+            while True:
+                show_segments(listener.feed(chunks.get()))
+    except KeyboardInterrupt:
+        show_segments(listener.flush())
+
+
 @app.command("listen")
 def listen_cmd(
     model: ModelPathOpt = None,
@@ -626,9 +654,7 @@ def listen_cmd(
     window: Annotated[float, typer.Option("--window", help="Seconds per analysis window within a speech segment.")] = 2.0,
 ):
     """Listen to the microphone and print the emotion of each speech segment as it ends (Ctrl-C stops)."""
-    import queue
-
-    from .predict import StreamListener
+    from .predict import MIN_WINDOW, StreamListener
 
     try:
         import sounddevice as sd
@@ -636,8 +662,6 @@ def listen_cmd(
         fail("live input needs the sounddevice package: pip install 'voxemo[mic]'")
     except OSError as e:
         fail(f"live input needs the PortAudio library ({e}); on Debian or Ubuntu: apt-get install libportaudio2")
-    from .predict import MIN_WINDOW
-
     if window < MIN_WINDOW:
         fail(f"--window must be at least {MIN_WINDOW:g} s")
     predictor = load_predictor(model)
@@ -646,28 +670,7 @@ def listen_cmd(
         rate = int(sd.query_devices(dev, "input")["default_samplerate"])
     except (ValueError, sd.PortAudioError) as e:
         fail(f"no usable input device{f' {device!r}' if device is not None else ''}: {e}")
-    listener = StreamListener(predictor, rate, window=window)
-    chunks: queue.Queue = queue.Queue()
-
-    def callback(indata, frames, time, status):  # PortAudio's thread: hand the samples over, nothing more
-        chunks.put(indata[:, 0].copy())
-
-    def show(results):
-        for r in results:
-            console.print(f"{r['start']:8.2f}-{r['end']:.2f} s  [bold]{r['label']}[/] {r['confidence']:.2f}  "
-                          f"({_top({k: v for k, v in r['probabilities'].items() if k != r['label']}, 2)})", highlight=False)
-
-    try:
-        stream = sd.InputStream(samplerate=rate, channels=1, dtype="float32", blocksize=rate // 10, device=dev, callback=callback)
-    except (ValueError, sd.PortAudioError) as e:
-        fail(f"cannot open the microphone: {e}")
-    err.print(f"listening at {rate} Hz; Ctrl-C stops", highlight=False)
-    try:
-        with stream:
-            while True:
-                show(listener.feed(chunks.get()))
-    except KeyboardInterrupt:
-        show(listener.flush())
+    stream_microphone(sd, StreamListener(predictor, rate, window=window), rate, dev)
 
 
 @app.command("serve")

@@ -92,6 +92,14 @@ class Experiment:
         return filter_utterances(manifest, channel=self.channel, intensity=self.intensity,
                                  emotions=self.emotions, gender=self.gender)
 
+    @classmethod
+    def from_config(cls, path: str | Path | None = None, **overrides) -> "Experiment":
+        """From a TOML file (top-level keys; [train], [frontend], [model_overrides], [audio]) and
+        overrides that win over it (None ones ignored); voxemo.config.ConfigError names what is wrong."""
+        from .config import experiment_from_config
+
+        return experiment_from_config(path, **overrides)
+
 
 def load_corpora(data: Sequence[str], *, strict: bool = False) -> Manifest:
     """Scan one or more corpora given as folders or `name:folder`; their utterances concatenated."""

@@ -1,0 +1,104 @@
+"""An `Experiment` from a small TOML file and overrides: the one place where the two are merged.
+
+A config file holds top-level `Experiment` keys (`model = "voxemo_net"`, `protocol = "loso"`, ...)
+and four tables: `[train]` (TrainConfig fields), `[frontend]` (FrontendConfig fields),
+`[model_overrides]` (the model's own hyper-parameters) and `[audio]` (AudioSettings fields; the
+papers' 3 s crop from 0.5 s unless set). Overrides (the CLI's flags) win over the file; `None`
+overrides are ignored, so a flag left unset never shadows the file or the model's defaults.
+`epochs`, `lr`, `batch_size` and the other TrainConfig fields may be given as overrides too: they go
+into `[train]`. Anything the file or the overrides name that is not one of these is a `ConfigError`
+naming it and listing what is valid.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from pathlib import Path
+
+TABLES = ("train", "frontend", "model_overrides", "audio")
+LEGACY_TABLES = {"model_config": "model_overrides"}  # older configs' name, still read
+
+
+class ConfigError(ValueError):
+    """A config file or an override that does not describe an experiment; the message says why."""
+
+
+def _fields(cls) -> list[str]:
+    return [f.name for f in dataclasses.fields(cls)]
+
+
+def _check_keys(where: str, keys, valid: list[str], hint: str = "") -> None:
+    unknown = [k for k in keys if k not in valid]
+    if unknown:
+        raise ConfigError(f"{where}: unknown {'key' if len(unknown) == 1 else 'keys'} {', '.join(map(repr, unknown))}"
+                          f"{hint}; valid: {', '.join(valid)}")
+
+
+def read_config(path: str | Path) -> dict:
+    """The TOML file as a dict; ConfigError naming the path when it is missing or not TOML."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    try:
+        return tomllib.loads(path.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: not valid TOML ({e})") from None
+
+
+def experiment_from_config(path: str | Path | None = None, **overrides):
+    """The Experiment a TOML file (or none) and overrides describe; ConfigError if they do not describe one."""
+    from .baseline import BASELINES
+    from .audio import PAPER_AUDIO, AudioSettings
+    from .experiment import Experiment
+    from .features import FrontendConfig
+    from .models import list_models
+    from .train import TrainConfig
+
+    d = read_config(path) if path is not None else {}
+    where = str(path) if path is not None else "configuration"
+    for old, new in LEGACY_TABLES.items():
+        if old in d and new not in d:
+            d[new] = d.pop(old)
+    top = [k for k in _fields(Experiment) if k not in TABLES]
+    tables = {t: d.pop(t, {}) for t in TABLES}
+    for t, value in tables.items():
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: {t} must be a table ([{t}] followed by its keys), not {value!r}")
+    for name, value in d.items():
+        if isinstance(value, dict):
+            raise ConfigError(f"{where}: unknown table [{name}]; valid tables: {', '.join(f'[{t}]' for t in TABLES)}")
+    misplaced = [k for k in d if k in _fields(TrainConfig)]
+    hint = f" ({', '.join(misplaced)} belong{'s' if len(misplaced) == 1 else ''} in [train])" if misplaced else ""
+    _check_keys(where, d, top + [f"[{t}]" for t in TABLES], hint)
+    for table, cls in (("train", TrainConfig), ("frontend", FrontendConfig), ("audio", AudioSettings)):
+        _check_keys(f"{where} [{table}]", tables[table], _fields(cls))
+
+    train_keys = _fields(TrainConfig)
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        if key in TABLES:
+            tables[key].update(value)
+        elif key in top:
+            d[key] = value
+        elif key in train_keys:
+            tables["train"][key] = value
+        else:
+            raise ConfigError(f"unknown setting {key!r}; valid: {', '.join(top + train_keys)}")
+    if isinstance(d.get("emotions"), str):  # "neutral,calm,happy" as the CLI takes it
+        d["emotions"] = tuple(e.strip() for e in d["emotions"].split(",") if e.strip())
+
+    if not d.get("model"):
+        raise ConfigError("no model given: pass --model NAME (see `voxemo models`) or set model in the --config file")
+    known = [*list_models(), *BASELINES]
+    if d["model"] not in known:
+        raise ConfigError(f"unknown model {d['model']!r}; known: {', '.join(known)}")
+    try:
+        exp = Experiment(**d, audio=AudioSettings(**{**dataclasses.asdict(PAPER_AUDIO), **tables["audio"]}),
+                         frontend=tables["frontend"], model_overrides=tables["model_overrides"], train=tables["train"])
+        if not exp.is_baseline:
+            exp.train_config(), exp.frontend_config()
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"bad configuration: {e}") from None
+    return exp
