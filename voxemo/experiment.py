@@ -23,6 +23,7 @@ from .cache import AudioSettings, WaveformCache
 from .corpora import Manifest, Utterance, parse_data_arg, scan
 from .evaluate import aggregate, classification_metrics
 from .features import FrontendConfig
+from .papers import ModelRecipe, model_recipe
 from .pipeline import Pipeline
 from .splits import Fold, check_no_leak, filter_utterances, labels_for, make_folds
 from .train import History, TrainConfig, evaluate_waves, fit
@@ -52,7 +53,7 @@ class Experiment:
     audio: AudioSettings = PAPER_AUDIO
     frontend: dict = field(default_factory=dict)  # overrides of the model's own front-end
     model_overrides: dict = field(default_factory=dict)  # overrides of the model's hyper-parameters
-    train: dict = field(default_factory=dict)  # overrides of the model's training defaults
+    train: dict = field(default_factory=dict)  # overrides of the model's training defaults (TrainConfig fields)
 
     def __post_init__(self):
         if isinstance(self.audio, dict):
@@ -69,19 +70,17 @@ class Experiment:
 
         return self.model in BASELINES
 
-    def entry(self):
-        from .models import model_entry
-
-        return model_entry(self.model)
+    def recipe(self) -> ModelRecipe:
+        """The model's paper settings (voxemo.papers), which `frontend` and `train` override."""
+        return model_recipe(self.model)
 
     def frontend_config(self) -> FrontendConfig:
-        base = self.entry().frontend.to_dict()
+        base = self.recipe().frontend.to_dict()
         return FrontendConfig.from_dict({**base, "sample_rate": self.audio.sample_rate, **self.frontend})
 
     def train_config(self) -> TrainConfig:
-        known = {f.name for f in dataclasses.fields(TrainConfig)}
-        paper = {k: v for k, v in self.entry().train.items() if k in known}
-        return TrainConfig.from_dict({**paper, "seed": self.seed, **self.train})
+        """The paper's TrainConfig with `seed` and the overrides; an unknown key is a ConfigError naming it."""
+        return TrainConfig.from_dict({**self.recipe().train.to_dict(), "seed": self.seed, **self.train})
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -117,14 +116,14 @@ def build(exp: Experiment, classes: list[str]) -> Pipeline:
     from .models import create_model
     from .features import Frontend
 
-    entry = exp.entry()
+    per_window = exp.recipe().per_window
     fcfg = exp.frontend_config()
     n = int(round(exp.audio.duration * exp.audio.sample_rate))
     probe = Frontend(fcfg)(torch.zeros(1, n))
-    input_shape = tuple(probe.shape[2:] if entry.per_window else probe.shape[1:])
+    input_shape = tuple(probe.shape[2:] if per_window else probe.shape[1:])
     torch.manual_seed(exp.seed)
     model = create_model(exp.model, n_classes=len(classes), input_shape=input_shape, **exp.model_overrides)
-    return Pipeline(fcfg, model, classes, audio=exp.audio, per_window=entry.per_window, task=exp.task)
+    return Pipeline(fcfg, model, classes, audio=exp.audio, per_window=per_window, task=exp.task)
 
 
 def train_fold(exp: Experiment, waves: torch.Tensor, labels: torch.Tensor, classes: list[str], fold: Fold, *,

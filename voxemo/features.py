@@ -35,6 +35,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from . import configs
+
 SAMPLE_RATE = 16000
 N_FFT = 512  # 32 ms at 16 kHz
 HOP_LENGTH = 160  # 10 ms at 16 kHz: 100 frames per second
@@ -87,11 +89,8 @@ class FrontendConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "FrontendConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"FrontendConfig: unknown fields {sorted(unknown)}")
-        return cls(**d)
+        """Unknown keys are a ConfigError naming them."""
+        return configs.from_dict(cls, d)
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)
@@ -99,10 +98,6 @@ class FrontendConfig:
     @classmethod
     def from_json(cls, s: str) -> "FrontendConfig":
         return cls.from_dict(json.loads(s))
-
-    @property
-    def frames_per_second(self) -> float:
-        return self.sample_rate / self.hop_length
 
 
 KIND_DEFAULTS = {"stft": {"n_fft": 256, "hop_length": 128}}

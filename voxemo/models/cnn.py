@@ -29,7 +29,6 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..features import FrontendConfig
 from . import build, register_model
 
 
@@ -106,16 +105,13 @@ class CNN2D(nn.Module):
         return self.head(h.mean(dim=(2, 3)))  # (B, K)
 
 
-SEED002_TRAIN = {"optimizer": "rmsprop", "lr": 1e-3, "momentum": 0.0, "batch_size": 16, "epochs": 100, "patience": 20}
-
-
-@register_model(frontend=FrontendConfig(kind="mean_mfcc", n_mfcc=40), train=SEED002_TRAIN)
+@register_model
 def cnn1d_mean_mfcc(**kw):
     """Seed 002_0b61's 1-D CNN on the mean-MFCC series (improved variant)."""
     return build(CNN1DMeanConfig, CNN1DMean, {}, kw)
 
 
-@register_model(frontend=FrontendConfig(kind="mfcc", n_mfcc=40), train=SEED002_TRAIN)
+@register_model
 def cnn2d_mfcc(**kw):
     """Seed 002_0b61's 2-D CNN on the MFCC map."""
     return build(CNN2DConfig, CNN2D, {}, kw)
@@ -152,16 +148,13 @@ class CNN1DBaseline(nn.Module):
         return self.head(h.mean(-1))  # (B, K)
 
 
-SEED003_TRAIN = {"optimizer": "adam", "lr": 1e-3, "weight_decay": 1e-4, "batch_size": 32, "epochs": 50, "patience": 10}
-
-
-@register_model(frontend=FrontendConfig(kind="mfcc", n_mfcc=40), train=SEED003_TRAIN)
+@register_model
 def cnn1d_baseline(**kw):
     """Seed 003_2f41's 1-D CNN on MFCC."""
     return build(CNN1DBaselineConfig, CNN1DBaseline, {}, kw)
 
 
-@register_model(frontend=FrontendConfig(kind="logmel", n_mels=128), train=SEED003_TRAIN)
+@register_model
 def cnn1d_baseline_mel(**kw):
     """Seed 003_2f41's 1-D CNN on log-mel."""
     return build(CNN1DBaselineConfig, CNN1DBaseline, {"input_shape": (128, 301)}, kw)
@@ -197,10 +190,7 @@ class CNNSTFT(nn.Module):
         return self.head(h)  # (B, K)
 
 
-from .td_cnn import SEED004_TRAIN, STFT_PATCHES  # noqa: E402
-
-
-@register_model(frontend=STFT_PATCHES, train=SEED004_TRAIN, per_window=True)
+@register_model
 def cnn_stft(**kw):
     """Seed 004_d4c4's CNN on 128 x 128 STFT patches."""
     return build(CNNSTFTConfig, CNNSTFT, {}, kw)
