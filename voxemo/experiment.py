@@ -21,11 +21,12 @@ import torch
 
 from .cache import AudioSettings, WaveformCache
 from .corpora import Manifest, Utterance, parse_data_arg, scan
-from .evaluate import aggregate, classification_metrics
+from .evaluate import classification_metrics
 from .features import FrontendConfig
 from .papers import ModelRecipe, model_recipe
 from .pipeline import Pipeline
-from .splits import Fold, check_no_leak, filter_utterances, labels_for, make_folds
+from .runs import finish_run, plan_folds
+from .splits import Fold, filter_utterances, labels_for
 from .train import History, TrainConfig, evaluate_waves, fit
 
 PAPER_AUDIO = AudioSettings(sample_rate=16000, offset=0.5, duration=3.0)  # the papers' crop
@@ -151,15 +152,8 @@ def cross_validate(manifest: Sequence[Utterance], exp: Experiment, run_dir: Path
         from .baseline import cross_validate_baseline
 
         return cross_validate_baseline(manifest, exp, run_dir, on_fold=on_fold, decode_progress=decode_progress)
-    utts = exp.select(manifest)
-    if not utts:
-        raise ValueError("no utterances left after the filters")
-    y, classes = labels_for(utts, exp.task)
-    folds = make_folds(exp.protocol, utts, y, folds=exp.folds, seed=exp.seed, ratios=exp.ratios,
-                       repeats=exp.repeats, val_speakers=exp.val_speakers)
-    folds_total = len(folds)
-    if exp.max_folds:
-        folds = folds[: exp.max_folds]
+    plan = plan_folds(manifest, exp)
+    utts, y, classes, folds = plan.utts, plan.y, plan.classes, plan.folds
     waves = load_waves(utts, exp.audio, decode_progress)
     labels = torch.as_tensor(y, dtype=torch.long)
     genders = np.array([u.gender for u in utts])
@@ -175,8 +169,6 @@ def cross_validate(manifest: Sequence[Utterance], exp: Experiment, run_dir: Path
             saved = json.loads(done_file.read_text())
             m, h = saved["metrics"], saved["history"]
         else:
-            if fold.speaker_independent:
-                check_no_leak(fold, [u.speaker for u in utts])
             if exp.per_gender:
                 m, h = _per_gender_fold(exp, waves, labels, classes, fold, genders, fold_dir, resume, on_epoch)
             else:
@@ -189,33 +181,7 @@ def cross_validate(manifest: Sequence[Utterance], exp: Experiment, run_dir: Path
         histories.append(h)
         if on_fold:
             on_fold(i, len(folds), m)
-    return finish_run(run_dir, exp, exp.to_dict(), utts, y, classes, folds, fold_metrics, histories, t0, folds_total)
-
-
-def finish_run(run_dir: Path, exp: Experiment, config: dict, utts: Sequence[Utterance], y, classes: list[str],
-               folds: Sequence[Fold], fold_metrics: list[dict], histories: list[dict], t0: float,
-               folds_total: int) -> dict:
-    """metrics.json's dict from the folds' metrics; writes the run directory (config, metrics, report, plots)."""
-    from .report import write_run
-
-    metrics = {
-        "protocol": exp.protocol,
-        "speaker_independent": folds[0].speaker_independent,
-        "task": exp.task,
-        "model": exp.model,
-        "classes": classes,
-        "n_utterances": len(utts),
-        "n_speakers": len({u.speaker for u in utts}),
-        "seconds": round(time.perf_counter() - t0, 1),
-        "folds_total": folds_total,  # the protocol's folds; fewer ran when max_folds was set
-        **aggregate(fold_metrics),
-        "folds": fold_metrics,
-    }
-    y = np.asarray(y)
-    counts = {c: int((y == k).sum()) for k, c in enumerate(classes)}
-    write_run(run_dir, config=config, metrics=metrics, histories=histories, class_counts=counts,
-              title=f"{exp.model} on {exp.task}: {exp.protocol}", overwrite=True)
-    return metrics
+    return finish_run(run_dir, exp, exp.to_dict(), plan, fold_metrics, histories, t0)
 
 
 def _per_gender_fold(exp, waves, labels, classes, fold, genders, fold_dir, resume, on_epoch):
