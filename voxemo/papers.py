@@ -16,6 +16,8 @@ from .augment import AugmentConfig
 from .features import FrontendConfig
 from .train import TrainConfig
 
+CORE = ("optimizer", "lr", "batch_size", "epochs", "patience")  # ModelRecipe.train_settings shows these always
+
 
 @dataclass(frozen=True)
 class ModelRecipe:
@@ -38,9 +40,6 @@ class ModelRecipe:
         shown = {k: v for k, v in mine.items() if k in CORE or (k != "augment" and v != default[k])}
         augment = {k: v for k, v in mine["augment"].items() if v != default["augment"][k]}
         return {**shown, **({"augment": augment} if augment else {})}
-
-
-CORE = ("optimizer", "lr", "batch_size", "epochs", "patience")  # always shown by train_settings
 
 # --- front-ends ---------------------------------------------------------------------------------
 MFCC12 = FrontendConfig(kind="mfcc", n_mfcc=12, n_mels=40)  # seed 000_9bc1: 12 MFCCs (from 40 bands: ours)
@@ -101,7 +100,7 @@ RECIPES: dict[str, ModelRecipe] = {
     "cnn_stft": ModelRecipe(**SEED004),
     "lstm_stft": ModelRecipe(**SEED004),
     "td_cnn_stft": ModelRecipe(**SEED004),
-    "voxemo_net": ModelRecipe(VOXEMO_FRONTEND, False, VOXEMO_TRAIN, "ours", notes=(
+    "voxemo_net": ModelRecipe(frontend=VOXEMO_FRONTEND, per_window=False, train=VOXEMO_TRAIN, paper="ours", notes=(
         "AdamW with a one-cycle schedule, SpecAugment, mixup, time shift, gain and label smoothing: the "
         "settings that gave the best accuracy per CPU-second we found.")),
 }
