@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import balanced_accuracy_score, f1_score
 
-from voxemo.evaluate import aggregate, classification_metrics, vote
+from voxemo.evaluate import aggregate, classification_metrics
 
 CLASSES = ["angry", "sad", "happy"]
 
@@ -61,28 +61,3 @@ def test_aggregate_mean_std_and_summed_confusion():
     assert agg["pooled"]["wa"] == 0.75 and agg["n_folds"] == 2 and agg["classes"] == ["a", "b"]
     with pytest.raises(ValueError, match="classes"):
         aggregate([f1, classification_metrics([0], [0], ["a", "c"])])
-
-
-def test_vote_majority_mean_and_ties():
-    probs = np.array([
-        [0.6, 0.4, 0.0],  # clip "x": votes 0, 0, 1 -> class 0 although mean favours class 1
-        [0.5, 0.1, 0.4],
-        [0.0, 1.0, 0.0],
-        [0.1, 0.8, 0.1],  # clip "y": one vote each for 1 and 0: tie, summed prob 0.8 + 0.3 > 0.1 + 0.7
-        [0.7, 0.3, 0.0],
-        [0.2, 0.2, 0.6],  # clip "z": one window
-    ])
-    ids = ["x", "x", "x", "y", "y", "z"]
-    clip, order = vote(probs, ids, "majority")
-    assert order == ["x", "y", "z"] and clip.shape == (3, 3)
-    assert list(clip.argmax(1)) == [0, 1, 2]
-    assert np.allclose(clip.sum(1), 1)
-    assert np.allclose(clip[0], [2 / 3, 1 / 3, 0], atol=1e-3)  # vote shares
-    assert np.allclose(clip[1], [0.5, 0.5, 0], atol=1e-3)
-    mean, order = vote(probs, ids, "mean")
-    assert np.allclose(mean[0], probs[:3].mean(0)) and mean[0].argmax() == 1
-    # the tie goes the other way when the summed probabilities do
-    clip, _ = vote(np.array([[0.1, 0.9], [0.95, 0.05]]), [7, 7])
-    assert clip[0].argmax() == 0
-    with pytest.raises(ValueError):
-        vote(probs, ids[:-1])

@@ -93,6 +93,7 @@ def test_toml_config_gender_task_and_flags_override(six_actors, tmp_path):
     assert m["classes"] == ["female", "male"] and m["task"] == "gender"
     assert c["train_resolved"]["epochs"] == 1 and c["train_resolved"]["batch_size"] == 64  # flag beats file
     assert c["frontend_resolved"]["n_mfcc"] == 20
+    assert m["folds_total"] == 3 and len(m["folds"]) == 1 and "1 of 3 folds" in (out / "report.md").read_text()
     bad = tmp_path / "bad.toml"
     bad.write_text("model = \n")
     r = run("cv", six_actors, "--config", bad)

@@ -116,3 +116,13 @@ def test_new_run_dir_is_unique(tmp_path):
     b = new_run_dir(tmp_path / "runs", "cnn")
     assert a != b and a.is_dir() and b.is_dir()
     assert re.fullmatch(r"cnn-\d{8}-\d{6}(-\d+)?", a.name)
+
+
+def test_a_capped_run_says_how_many_of_the_protocols_folds_ran():
+    from voxemo.report import describe_protocol
+
+    metrics = metrics_of_three_folds()
+    assert describe_protocol(metrics) == "speaker-independent (speaker k-fold, 3 folds)"
+    assert describe_protocol({**metrics, "folds_total": 6}) == "speaker-independent (speaker k-fold, 3 of 6 folds)"
+    one = {**metrics, "folds": metrics["folds"][:1], "ua": {**metrics["ua"], "folds": metrics["ua"]["folds"][:1]}}
+    assert describe_protocol({**one, "folds_total": 6}).endswith("1 of 6 folds)")

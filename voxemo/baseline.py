@@ -24,7 +24,7 @@ from .audio import SAMPLE_RATE, AudioSettings
 from .cache import WaveformCache
 from .corpora import Utterance
 from .evaluate import classification_metrics
-from .splits import check_no_leak, labels_for, make_folds
+from .runs import finish_run, plan_folds
 
 BASELINES = {"egemaps_svm": "egemaps", "compare_svm": "compare"}
 C_GRID = (1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0)
@@ -77,19 +77,9 @@ def cross_validate_baseline(manifest: Sequence[Utterance], exp, run_dir: Path, *
                             on_fold: Callable[[int, int, dict], None] | None = None,
                             decode_progress: Callable[[int], None] | None = None) -> dict:
     """`experiment.cross_validate` for an SVM on functionals: same folds, same metrics.json."""
-    from .experiment import finish_run
-
     feature_set = BASELINES[exp.model]
-    utts = exp.select(manifest)
-    if not utts:
-        raise ValueError("no utterances left after the filters")
-    y, classes = labels_for(utts, exp.task)
-    y = np.asarray(y)
-    folds = make_folds(exp.protocol, utts, y, folds=exp.folds, seed=exp.seed, ratios=exp.ratios,
-                       repeats=exp.repeats, val_speakers=exp.val_speakers)
-    folds_total = len(folds)
-    if exp.max_folds:
-        folds = folds[: exp.max_folds]
+    plan = plan_folds(manifest, exp)
+    utts, y, classes, folds = plan.utts, plan.y, plan.classes, plan.folds
     t0 = time.perf_counter()
     x = smile_features(utts, feature_set, progress=decode_progress)
     unused = ("audio", "frontend", "model_overrides", "train", "per_gender", "route_by")  # a network's settings
@@ -101,8 +91,6 @@ def cross_validate_baseline(manifest: Sequence[Utterance], exp, run_dir: Path, *
     (run_dir / "config.json").write_text(json.dumps(config, indent=2))
     fold_metrics = []
     for i, fold in enumerate(folds):
-        if fold.speaker_independent:
-            check_no_leak(fold, [u.speaker for u in utts])
         model, c = fit_svm(x[fold.train], y[fold.train], x[fold.val], y[fold.val], len(classes))
         m = classification_metrics(y[fold.test], model.predict(x[fold.test]), list(range(len(classes))))
         m.update(classes=classes, fold=fold.name, svm_c=c, n_train=len(fold.train), n_val=len(fold.val),
@@ -110,4 +98,4 @@ def cross_validate_baseline(manifest: Sequence[Utterance], exp, run_dir: Path, *
         fold_metrics.append(m)
         if on_fold:
             on_fold(i, len(folds), m)
-    return finish_run(run_dir, exp, config, utts, y, classes, folds, fold_metrics, [], t0, folds_total)
+    return finish_run(run_dir, exp, config, plan, fold_metrics, [], t0)

@@ -205,16 +205,17 @@ def epoch_printer(bar, task):
 @app.command("models")
 def models_cmd():
     """List the registered models with the features they take and the paper settings they train with."""
-    from .models import list_models, model_entry
+    from .models import list_models
+    from .papers import model_recipe
 
     t = Table(show_edge=False)
     for c in ("model", "features", "per window", "training"):
         t.add_column(c)
     for name in list_models():
-        e = model_entry(name)
+        e = model_recipe(name)
         f = e.frontend
         feats = f"{f.kind}" + (f" x{f.chunks} chunks" if f.chunks else "") + (f" windows {f.window_frames}" if f.window_frames else "")
-        t.add_row(name, feats, "yes" if e.per_window else "", ", ".join(f"{k}={v}" for k, v in e.train.items()))
+        t.add_row(name, feats, "yes" if e.per_window else "", ", ".join(f"{k}={v}" for k, v in e.train_settings().items()))
     from .baseline import BASELINES
 
     for name, feature_set in BASELINES.items():  # `voxemo cv --model` takes these too

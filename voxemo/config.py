@@ -7,7 +7,8 @@ papers' 3 s crop from 0.5 s unless set). Overrides (the CLI's flags) win over th
 overrides are ignored, so a flag left unset never shadows the file or the model's defaults.
 `epochs`, `lr`, `batch_size` and the other TrainConfig fields may be given as overrides too: they go
 into `[train]`. Anything the file or the overrides name that is not one of these is a `ConfigError`
-naming it and listing what is valid.
+naming it and listing what is valid. `from_dict` builds any config dataclass from a dict the same
+way. Standard library only at import time: the models import it.
 """
 
 from __future__ import annotations
@@ -15,13 +16,18 @@ from __future__ import annotations
 import dataclasses
 import tomllib
 from pathlib import Path
+from typing import Iterable, Mapping, TypeVar
+
+T = TypeVar("T")
 
 TABLES = ("train", "frontend", "model_overrides", "audio")
 LEGACY_TABLES = {"model_config": "model_overrides"}  # older configs' name, still read
 
 
-class ConfigError(ValueError):
-    """A config file or an override that does not describe an experiment; the message says why."""
+class ConfigError(ValueError, TypeError):
+    """A config file, an override or a config dict that does not describe what it should; the
+    message names the bad key or table and lists the valid ones. A ValueError (a bad value in a
+    file) and a TypeError (a bad keyword argument) alike, so callers that catch either keep working."""
 
 
 def _fields(cls) -> list[str]:
@@ -33,6 +39,19 @@ def _check_keys(where: str, keys, valid: list[str], hint: str = "") -> None:
     if unknown:
         raise ConfigError(f"{where}: unknown {'key' if len(unknown) == 1 else 'keys'} {', '.join(map(repr, unknown))}"
                           f"{hint}; valid: {', '.join(valid)}")
+
+
+def check_fields(cls: type, keys: Iterable[str]) -> None:
+    """ConfigError naming `cls`, the keys it has no field for, and its fields, if there are any."""
+    _check_keys(cls.__name__, sorted(set(keys)), _fields(cls))
+
+
+def from_dict(cls: type[T], d: Mapping) -> T:
+    """`cls(**d)` once every key of `d` is one of its fields (else ConfigError): every config read
+    back from a file or a flag (FrontendConfig, TrainConfig and its AugmentConfig, the models'
+    configs) goes through this, so a misspelt key never falls silently to a default."""
+    check_fields(cls, d)
+    return cls(**d)
 
 
 def read_config(path: str | Path) -> dict:

@@ -1,4 +1,4 @@
-"""Metrics, aggregation over folds, and clip-level voting.
+"""Metrics and aggregation over folds.
 
 - WA (weighted accuracy): plain accuracy, the share of test clips classified right.
 - UA (unweighted accuracy): mean per-class recall over the classes present in the truth, so every
@@ -6,15 +6,15 @@
 - macro-F1: mean F1 over the classes present in the truth or the predictions (sklearn's default).
 
 `classification_metrics` scores one fold; `aggregate` gives mean and population std over folds and
-per-class precision / recall / F1 of the summed confusion matrix; `vote` turns per-window
-probabilities into per-clip probabilities for models that classify windows of a clip.
+per-class precision / recall / F1 of the summed confusion matrix. (A per-window model's clip
+probabilities are the mean over its windows: `pipeline.Pipeline`.)
 
 Every dict here holds plain Python numbers and lists, ready for json.dump.
 """
 
 from __future__ import annotations
 
-from typing import Hashable, Sequence
+from typing import Sequence
 
 import numpy as np
 
@@ -122,46 +122,3 @@ def aggregate(fold_metrics: list[dict]) -> dict:
     out["classes"] = classes
     out["n_folds"] = len(fold_metrics)
     return out
-
-
-# Majority votes come back as vote shares, each nudged by less than this (a fraction of one vote) so
-# that the argmax breaks ties by summed probability.
-TIE_NUDGE = 1e-3
-
-
-def vote(window_probs, clip_ids: Sequence[Hashable], how: str = "majority") -> tuple[np.ndarray, list]:
-    """Per-window class probabilities (N_windows, n_classes) -> per-clip ones (n_clips, n_classes).
-
-    `clip_ids[i]` names the clip window i came from; clips are returned in order of first appearance,
-    with that order as the second value.
-    - "mean": the mean of the clip's window probabilities.
-    - "majority": each window votes for its argmax; the clip's row holds the vote shares, and a tie
-      between classes with equally many votes goes to the one with the larger summed probability
-      (the row is nudged by < TIE_NUDGE of a vote so its argmax is that winner; rows sum to 1).
-    """
-    probs = np.asarray(window_probs, dtype=np.float64)
-    if probs.ndim != 2:
-        raise ValueError(f"window_probs must be (N_windows, n_classes), got shape {probs.shape}")
-    if len(clip_ids) != len(probs):
-        raise ValueError(f"{len(clip_ids)} clip ids for {len(probs)} windows")
-    if how not in ("majority", "mean"):
-        raise ValueError(f"how must be 'majority' or 'mean', not {how!r}")
-    order: list = []
-    position: dict = {}
-    for c in clip_ids:
-        if c not in position:
-            position[c] = len(order)
-            order.append(c)
-    clip = np.asarray([position[c] for c in clip_ids], dtype=np.int64)
-    n_clips, n_classes = len(order), probs.shape[1]
-    summed = np.zeros((n_clips, n_classes))
-    np.add.at(summed, clip, probs)
-    n_windows = np.bincount(clip, minlength=n_clips).astype(np.float64)[:, None]
-    if how == "mean":
-        return summed / n_windows, order
-    votes = np.zeros((n_clips, n_classes))
-    np.add.at(votes, (clip, probs.argmax(axis=1)), 1.0)
-    # place of each class's summed probability within its clip: 0 = largest (equal sums: lower class first)
-    place = (-summed).argsort(axis=1, kind="stable").argsort(axis=1, kind="stable")
-    score = votes + TIE_NUDGE * (n_classes - place) / (n_classes + 1) * (votes > 0)
-    return score / score.sum(axis=1, keepdims=True), order

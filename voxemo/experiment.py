@@ -22,10 +22,12 @@ import torch
 from .audio import PAPER_AUDIO, AudioSettings
 from .cache import WaveformCache
 from .corpora import Manifest, Utterance, parse_data_arg, scan
-from .evaluate import aggregate, classification_metrics
+from .evaluate import classification_metrics
 from .features import FrontendConfig
+from .papers import ModelRecipe, model_recipe
 from .pipeline import Pipeline
-from .splits import Fold, check_no_leak, filter_utterances, labels_for, make_folds
+from .runs import finish_run, plan_folds
+from .splits import Fold, filter_utterances, labels_for
 from .train import History, TrainConfig, fit
 
 
@@ -51,7 +53,7 @@ class Experiment:
     audio: AudioSettings = PAPER_AUDIO
     frontend: dict = field(default_factory=dict)  # overrides of the model's own front-end
     model_overrides: dict = field(default_factory=dict)  # overrides of the model's hyper-parameters
-    train: dict = field(default_factory=dict)  # overrides of the model's training defaults
+    train: dict = field(default_factory=dict)  # overrides of the model's training defaults (TrainConfig fields)
 
     def __post_init__(self):
         if isinstance(self.audio, dict):
@@ -68,19 +70,17 @@ class Experiment:
 
         return self.model in BASELINES
 
-    def entry(self):
-        from .models import model_entry
-
-        return model_entry(self.model)
+    def recipe(self) -> ModelRecipe:
+        """The model's paper settings (voxemo.papers), which `frontend` and `train` override."""
+        return model_recipe(self.model)
 
     def frontend_config(self) -> FrontendConfig:
-        base = self.entry().frontend.to_dict()
+        base = self.recipe().frontend.to_dict()
         return FrontendConfig.from_dict({**base, **self.frontend})
 
     def train_config(self) -> TrainConfig:
-        known = {f.name for f in dataclasses.fields(TrainConfig)}
-        paper = {k: v for k, v in self.entry().train.items() if k in known}
-        return TrainConfig.from_dict({**paper, "seed": self.seed, **self.train})
+        """The paper's TrainConfig with `seed` and the overrides; an unknown key is a ConfigError naming it."""
+        return TrainConfig.from_dict({**self.recipe().train.to_dict(), "seed": self.seed, **self.train})
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -133,13 +133,13 @@ def build(exp: Experiment, classes: list[str]) -> Pipeline:
     from .models import create_model
     from .features import Frontend
 
-    entry = exp.entry()
+    per_window = exp.recipe().per_window
     fcfg = exp.frontend_config()
     probe = Frontend(fcfg, exp.audio.sample_rate)(torch.zeros(1, exp.audio.crop_samples))
-    input_shape = tuple(probe.shape[2:] if entry.per_window else probe.shape[1:])
+    input_shape = tuple(probe.shape[2:] if per_window else probe.shape[1:])
     torch.manual_seed(exp.seed)
     model = create_model(exp.model, n_classes=len(classes), input_shape=input_shape, **exp.model_overrides)
-    return Pipeline(fcfg, model, classes, audio=exp.audio, per_window=entry.per_window, task=exp.task)
+    return Pipeline(fcfg, model, classes, audio=exp.audio, per_window=per_window, task=exp.task)
 
 
 def train_fold(exp: Experiment, clips: Sequence[np.ndarray], waves: torch.Tensor, labels: torch.Tensor,
@@ -169,15 +169,8 @@ def cross_validate(manifest: Sequence[Utterance], exp: Experiment, run_dir: Path
         from .baseline import cross_validate_baseline
 
         return cross_validate_baseline(manifest, exp, run_dir, on_fold=on_fold, decode_progress=decode_progress)
-    utts = exp.select(manifest)
-    if not utts:
-        raise ValueError("no utterances left after the filters")
-    y, classes = labels_for(utts, exp.task)
-    folds = make_folds(exp.protocol, utts, y, folds=exp.folds, seed=exp.seed, ratios=exp.ratios,
-                       repeats=exp.repeats, val_speakers=exp.val_speakers)
-    folds_total = len(folds)
-    if exp.max_folds:
-        folds = folds[: exp.max_folds]
+    plan = plan_folds(manifest, exp)
+    utts, y, classes, folds = plan.utts, plan.y, plan.classes, plan.folds
     clips = load_clips(utts, exp.audio, decode_progress)
     waves = training_crops(clips, exp.audio)
     labels = torch.as_tensor(y, dtype=torch.long)
@@ -194,8 +187,6 @@ def cross_validate(manifest: Sequence[Utterance], exp: Experiment, run_dir: Path
             saved = json.loads(done_file.read_text())
             m, h = saved["metrics"], saved["history"]
         else:
-            if fold.speaker_independent:
-                check_no_leak(fold, [u.speaker for u in utts])
             if exp.per_gender:
                 m, h = _per_gender_fold(exp, clips, waves, labels, classes, fold, genders, fold_dir, resume, on_epoch)
             else:
@@ -208,33 +199,7 @@ def cross_validate(manifest: Sequence[Utterance], exp: Experiment, run_dir: Path
         histories.append(h)
         if on_fold:
             on_fold(i, len(folds), m)
-    return finish_run(run_dir, exp, exp.to_dict(), utts, y, classes, folds, fold_metrics, histories, t0, folds_total)
-
-
-def finish_run(run_dir: Path, exp: Experiment, config: dict, utts: Sequence[Utterance], y, classes: list[str],
-               folds: Sequence[Fold], fold_metrics: list[dict], histories: list[dict], t0: float,
-               folds_total: int) -> dict:
-    """metrics.json's dict from the folds' metrics; writes the run directory (config, metrics, report, plots)."""
-    from .report import write_run
-
-    metrics = {
-        "protocol": exp.protocol,
-        "speaker_independent": folds[0].speaker_independent,
-        "task": exp.task,
-        "model": exp.model,
-        "classes": classes,
-        "n_utterances": len(utts),
-        "n_speakers": len({u.speaker for u in utts}),
-        "seconds": round(time.perf_counter() - t0, 1),
-        "folds_total": folds_total,  # the protocol's folds; fewer ran when max_folds was set
-        **aggregate(fold_metrics),
-        "folds": fold_metrics,
-    }
-    y = np.asarray(y)
-    counts = {c: int((y == k).sum()) for k, c in enumerate(classes)}
-    write_run(run_dir, config=config, metrics=metrics, histories=histories, class_counts=counts,
-              title=f"{exp.model} on {exp.task}: {exp.protocol}", overwrite=True)
-    return metrics
+    return finish_run(run_dir, exp, exp.to_dict(), plan, fold_metrics, histories, t0)
 
 
 def _per_gender_fold(exp, clips, waves, labels, classes, fold, genders, fold_dir, resume, on_epoch):

@@ -35,6 +35,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from . import config
 from .audio import SAMPLE_RATE
 
 N_FFT = 512  # 32 ms at 16 kHz
@@ -89,11 +90,8 @@ class FrontendConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "FrontendConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"FrontendConfig: unknown fields {sorted(unknown)}")
-        return cls(**d)
+        """Unknown keys are a ConfigError naming them."""
+        return config.from_dict(cls, d)
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)

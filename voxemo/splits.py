@@ -55,10 +55,6 @@ class Fold:
     val: np.ndarray  # int64 indices (may be empty)
     test: np.ndarray  # int64 indices
 
-    def speakers(self, speakers: Sequence[str], part: str = "test") -> list[str]:
-        """Sorted speaker ids of one part ("train", "val" or "test")."""
-        return sorted({speakers[i] for i in getattr(self, part)})
-
 
 def _idx(a: Iterable[int]) -> np.ndarray:
     return np.sort(np.asarray(list(a) if not isinstance(a, np.ndarray) else a, dtype=np.int64))

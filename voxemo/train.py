@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from .augment import AugmentConfig, Augmenter
+from . import config
 from .evaluate import classification_metrics
 from .pipeline import Pipeline
 
@@ -61,7 +62,7 @@ class TrainConfig:
 
     def __post_init__(self):
         if isinstance(self.augment, dict):
-            self.augment = AugmentConfig(**self.augment)
+            self.augment = config.from_dict(AugmentConfig, self.augment)
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer must be one of {OPTIMIZERS}, not {self.optimizer!r}")
         if self.schedule not in SCHEDULES:
@@ -74,11 +75,8 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"TrainConfig: unknown fields {sorted(unknown)}")
-        return cls(**d)
+        """Unknown keys, here or in `augment`, are a ConfigError naming them."""
+        return config.from_dict(cls, d)
 
 
 @dataclass

@@ -5,21 +5,19 @@ keyword overrides of its config dataclass (`n_classes` and `input_shape` among t
 module with `.config` (that dataclass) and `.name`, so `create_model(name, **asdict(model.config))`
 rebuilds the same architecture: that is how a saved pipeline is loaded.
 
-The registry also keeps, per model, the front-end it eats by default (`frontend`), the paper's
-training settings (`train`), and whether it classifies fixed windows of a clip (`per_window`: the
-front-end then cuts (B, C, F, W) windows, the model sees (B, F, W), and a clip's label comes from
-its windows).
+Models are architecture only: they import torch and this registry, nothing of features or
+training. What each paper feeds its model and how it trains it lives in `voxemo.papers`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 from torch import nn
 
-from ..features import FrontendConfig
+from .. import config
 
 
 @dataclass(frozen=True)
@@ -28,27 +26,18 @@ class Entry:
 
     name: str  # the registered function's name: the key of create_model and the CLI's --model
     fn: Callable[..., nn.Module]  # fn(**overrides) -> model with .config
-    frontend: FrontendConfig  # the features the model eats by default
-    train: dict = field(default_factory=dict)  # the paper's training settings (TrainConfig fields and notes)
-    per_window: bool = False  # classifies (F, W) windows; a clip's probabilities are the mean over its windows
     doc: str = ""  # the function's docstring, for `voxemo models`
 
 
 _REGISTRY: dict[str, Entry] = {}
 
 
-def register_model(*, frontend: FrontendConfig, train: dict | None = None, per_window: bool = False):
+def register_model(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
     """Decorator: register `fn(**overrides) -> nn.Module` under its own name."""
-    if per_window and frontend.window_frames is None:
-        raise ValueError("a per_window model needs a front-end that cuts windows (window_frames)")
-
-    def wrap(fn):
-        if fn.__name__ in _REGISTRY:
-            raise ValueError(f"model {fn.__name__!r} is registered twice")
-        _REGISTRY[fn.__name__] = Entry(fn.__name__, fn, frontend, dict(train or {}), per_window, (fn.__doc__ or "").strip())
-        return fn
-
-    return wrap
+    if fn.__name__ in _REGISTRY:
+        raise ValueError(f"model {fn.__name__!r} is registered twice")
+    _REGISTRY[fn.__name__] = Entry(fn.__name__, fn, (fn.__doc__ or "").strip())
+    return fn
 
 
 def list_models() -> list[str]:
@@ -78,12 +67,8 @@ def create_model(name: str, **overrides) -> nn.Module:
 
 
 def build(config_cls, module_cls, defaults: dict, overrides: dict) -> nn.Module:
-    """Config from the registered defaults and the overrides (unknown keys are an error), then the module."""
-    known = {f.name for f in dataclasses.fields(config_cls)}
-    unknown = set(overrides) - known
-    if unknown:
-        raise TypeError(f"{config_cls.__name__}: unknown fields {sorted(unknown)}")
-    cfg = config_cls(**{**defaults, **overrides})
+    """Config from the registered defaults and the overrides (unknown keys are a ConfigError), then the module."""
+    cfg = config.from_dict(config_cls, {**defaults, **overrides})
     for f in dataclasses.fields(cfg):  # JSON gives lists back where the config holds tuples
         object.__setattr__(cfg, f.name, _tuples(getattr(cfg, f.name)))
     return module_cls(cfg)

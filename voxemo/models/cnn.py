@@ -7,7 +7,8 @@ choices: 'same' zero padding (3 before, 4 after: the kernel is even); global ave
 the Dense (the paper flattens), so the net takes any length.
 `cnn2d_mfcc` (seed 002_0b61): the same in 2-D on the (40, T) MFCC map with half the filters. Our
 choice: 3 x 3 kernels (8 x 8 kernels at full resolution cost ~5 GFLOP per clip here) and (2, 8)
-pooling after the 1st and the 6th layer, global average pooling before the Dense. Both trained
+pooling after the 1st and the 6th layer, global average pooling before the Dense. Both are one
+`PlainCNN`: a (T,) input shape makes it 1-D, an (F, T) one 2-D. Both trained
 with RMSprop, batch 16, patience 20; lr 1e-3, RMSprop's usual default (Keras, where the paper's
 layer names come from), and at most 100 epochs (ours: the paper states neither). With lr 1e-4 the
 2-D CNN stayed near chance on its validation clips after 4 epochs (RESULTS.md, seed002).
@@ -29,7 +30,6 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..features import FrontendConfig
 from . import build, register_model
 
 
@@ -46,79 +46,57 @@ class SameConv1d(nn.Conv1d):
 
 
 @dataclass(frozen=True)
-class CNN1DMeanConfig:
+class PlainCNNConfig:
     n_classes: int = 7  # emotions to tell apart
-    input_shape: tuple[int, ...] = (301,)  # (T,); any length works (global pooling)
-    filters: tuple[int, ...] = (256, 256, 128, 128, 128, 128, 64, 64)  # the 8 Conv1D layers (the paper's)
-    kernel: int = 8  # every Conv1D (the paper's)
+    input_shape: tuple[int, ...] = (301,)  # (T,): a series, 1-D convolutions; (F, T): a map, 2-D ones; any size works (global pooling)
+    filters: tuple[int, ...] = (256, 256, 128, 128, 128, 128, 64, 64)  # the 8 conv layers (the paper's 1-D ones)
+    kernel: int = 8  # every conv, 'same' padding (the paper's 1-D; even kernels on a series only)
     pool_after: tuple[int, ...] = (2, 6)  # MaxPool after these layers, 1-based (ours: where 8 x 8 fits 301)
-    pool: int = 8  # MaxPool size (the paper's)
-    dropout: float = 0.2  # after every Conv1D (the paper's improved variant)
-
-
-class CNN1DMean(nn.Module):
-    """(B, T) series -> (B, K): one channel through the Conv1D stack, mean over time, Dense."""
-
-    def __init__(self, cfg: CNN1DMeanConfig):
-        super().__init__()
-        self.config = cfg
-        layers, c = [], 1
-        for i, f in enumerate(cfg.filters, start=1):
-            layers += [SameConv1d(c, f, cfg.kernel), nn.BatchNorm1d(f), nn.ReLU(), nn.Dropout(cfg.dropout)]
-            if i in cfg.pool_after:
-                layers.append(nn.MaxPool1d(cfg.pool, ceil_mode=True))
-            c = f
-        self.body = nn.Sequential(*layers)
-        self.head = nn.Linear(c, cfg.n_classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.body(x.unsqueeze(1))  # (B, 1, T) -> (B, C, T')
-        return self.head(h.mean(-1))  # (B, K)
-
-
-@dataclass(frozen=True)
-class CNN2DConfig:
-    n_classes: int = 7  # emotions to tell apart
-    input_shape: tuple[int, ...] = (40, 301)  # (n_mfcc, T); any size works (global pooling)
-    filters: tuple[int, ...] = (128, 128, 64, 64, 64, 64, 32, 32)  # half the 1-D net's (the paper's)
-    pool_after: tuple[int, ...] = (1, 6)  # MaxPool after these layers, 1-based (ours)
-    pool: tuple[int, int] = (2, 8)  # MaxPool over (coefficients, frames) (ours; the paper pools 8)
+    pool: int | tuple[int, ...] = 8  # MaxPool size, one per axis for a map (the paper's 1-D)
     dropout: float = 0.2  # after every conv (the paper's improved variant)
 
+    def __post_init__(self):
+        if len(self.input_shape) not in (1, 2):
+            raise ValueError(f"PlainCNNConfig.input_shape is (T,) or (F, T), not {self.input_shape}")
+        if len(self.input_shape) == 2 and self.kernel % 2 == 0:
+            raise ValueError(f"PlainCNNConfig: an even kernel ({self.kernel}) works on a (T,) series only")
 
-class CNN2D(nn.Module):
-    """(B, F, T) map as one channel -> (B, K): 3 x 3 conv stack, mean over (F, T), Dense."""
 
-    def __init__(self, cfg: CNN2DConfig):
+class PlainCNN(nn.Module):
+    """(B, T) series or (B, F, T) map as one channel -> (B, K): conv stack (each conv with BatchNorm,
+    ReLU, Dropout; MaxPool after some), mean over the remaining axes, Dense."""
+
+    def __init__(self, cfg: PlainCNNConfig):
         super().__init__()
         self.config = cfg
+        two_d = len(cfg.input_shape) == 2
+        norm, pool = (nn.BatchNorm2d, nn.MaxPool2d) if two_d else (nn.BatchNorm1d, nn.MaxPool1d)
         layers, c = [], 1
         for i, f in enumerate(cfg.filters, start=1):
-            layers += [nn.Conv2d(c, f, 3, padding=1), nn.BatchNorm2d(f), nn.ReLU(), nn.Dropout(cfg.dropout)]
+            conv = nn.Conv2d(c, f, cfg.kernel, padding=cfg.kernel // 2) if two_d else SameConv1d(c, f, cfg.kernel)
+            layers += [conv, norm(f), nn.ReLU(), nn.Dropout(cfg.dropout)]
             if i in cfg.pool_after:
-                layers.append(nn.MaxPool2d(tuple(cfg.pool), ceil_mode=True))
+                layers.append(pool(cfg.pool, ceil_mode=True))
             c = f
         self.body = nn.Sequential(*layers)
         self.head = nn.Linear(c, cfg.n_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.body(x.unsqueeze(1))  # (B, 1, F, T) -> (B, C, F', T')
-        return self.head(h.mean(dim=(2, 3)))  # (B, K)
+        h = self.body(x.unsqueeze(1))  # (B, 1, T) -> (B, C, T') or (B, 1, F, T) -> (B, C, F', T')
+        return self.head(h.flatten(2).mean(-1))  # (B, K)
 
 
-SEED002_TRAIN = {"optimizer": "rmsprop", "lr": 1e-3, "momentum": 0.0, "batch_size": 16, "epochs": 100, "patience": 20}
-
-
-@register_model(frontend=FrontendConfig(kind="mean_mfcc", n_mfcc=40), train=SEED002_TRAIN)
+@register_model
 def cnn1d_mean_mfcc(**kw):
     """Seed 002_0b61's 1-D CNN on the mean-MFCC series (improved variant)."""
-    return build(CNN1DMeanConfig, CNN1DMean, {}, kw)
+    return build(PlainCNNConfig, PlainCNN, {}, kw)
 
 
-@register_model(frontend=FrontendConfig(kind="mfcc", n_mfcc=40), train=SEED002_TRAIN)
+@register_model
 def cnn2d_mfcc(**kw):
     """Seed 002_0b61's 2-D CNN on the MFCC map."""
-    return build(CNN2DConfig, CNN2D, {}, kw)
+    return build(PlainCNNConfig, PlainCNN, {"input_shape": (40, 301), "filters": (128, 128, 64, 64, 64, 64, 32, 32),
+                                           "kernel": 3, "pool_after": (1, 6), "pool": (2, 8)}, kw)
 
 
 @dataclass(frozen=True)
@@ -152,16 +130,13 @@ class CNN1DBaseline(nn.Module):
         return self.head(h.mean(-1))  # (B, K)
 
 
-SEED003_TRAIN = {"optimizer": "adam", "lr": 1e-3, "weight_decay": 1e-4, "batch_size": 32, "epochs": 50, "patience": 10}
-
-
-@register_model(frontend=FrontendConfig(kind="mfcc", n_mfcc=40), train=SEED003_TRAIN)
+@register_model
 def cnn1d_baseline(**kw):
     """Seed 003_2f41's 1-D CNN on MFCC."""
     return build(CNN1DBaselineConfig, CNN1DBaseline, {}, kw)
 
 
-@register_model(frontend=FrontendConfig(kind="logmel", n_mels=128), train=SEED003_TRAIN)
+@register_model
 def cnn1d_baseline_mel(**kw):
     """Seed 003_2f41's 1-D CNN on log-mel."""
     return build(CNN1DBaselineConfig, CNN1DBaseline, {"input_shape": (128, 301)}, kw)
@@ -197,10 +172,7 @@ class CNNSTFT(nn.Module):
         return self.head(h)  # (B, K)
 
 
-from .td_cnn import SEED004_TRAIN, STFT_PATCHES  # noqa: E402
-
-
-@register_model(frontend=STFT_PATCHES, train=SEED004_TRAIN, per_window=True)
+@register_model
 def cnn_stft(**kw):
     """Seed 004_d4c4's CNN on 128 x 128 STFT patches."""
     return build(CNNSTFTConfig, CNNSTFT, {}, kw)

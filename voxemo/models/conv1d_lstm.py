@@ -34,7 +34,6 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..features import FrontendConfig
 from . import build, keras_lstm_init, register_model
 
 
@@ -112,17 +111,13 @@ class Conv1DLSTM(nn.Module):
         return self.head(h)
 
 
-MFCC12 = FrontendConfig(kind="mfcc", n_mfcc=12, n_mels=40)
-PAPER_TRAIN = {"optimizer": "adam", "lr": 0.01, "batch_size": 32, "epochs": 60, "patience": 15, "grad_clip": 1.0}
-
-
-@register_model(frontend=MFCC12, train=PAPER_TRAIN)
+@register_model
 def conv1d_lstm(**kw):
     """Seed 000_9bc1's Conv1D-LSTM, song variant (dropout between the LSTMs)."""
     return build(Conv1DLSTMConfig, Conv1DLSTM, {}, kw)
 
 
-@register_model(frontend=MFCC12, train=PAPER_TRAIN)
+@register_model
 def conv1d_lstm_speech(**kw):
     """Seed 000_9bc1's Conv1D-LSTM, speech variant (no dropout between the LSTMs)."""
     return build(Conv1DLSTMConfig, Conv1DLSTM, {"dropout_between_lstms": False}, kw)

@@ -18,10 +18,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..features import FrontendConfig
 from . import build, keras_lstm_init, register_model
-from .cnn import SEED002_TRAIN, SEED003_TRAIN
-from .td_cnn import SEED004_TRAIN, STFT_PATCHES
 
 
 @dataclass(frozen=True)
@@ -62,41 +59,37 @@ class RNN(nn.Module):
         return self.head(h)  # (B, K)
 
 
-MFCC40 = FrontendConfig(kind="mfcc", n_mfcc=40)
-MEL128 = FrontendConfig(kind="logmel", n_mels=128)
-
-
-@register_model(frontend=MFCC40, train=SEED002_TRAIN)
+@register_model
 def lstm_mfcc(**kw):
     """Seed 002_0b61's LSTM: two LSTM(128), two Dense 512."""
     return build(RNNConfig, RNN, {"dense": (512, 512)}, kw)
 
 
-@register_model(frontend=MFCC40, train=SEED003_TRAIN)
+@register_model
 def lstm_mfcc_003(**kw):
     """Seed 003_2f41's LSTM on MFCC."""
     return build(RNNConfig, RNN, {}, kw)
 
 
-@register_model(frontend=MEL128, train=SEED003_TRAIN)
+@register_model
 def lstm_mel(**kw):
     """Seed 003_2f41's LSTM on log-mel."""
     return build(RNNConfig, RNN, {"input_shape": (128, 301)}, kw)
 
 
-@register_model(frontend=MFCC40, train=SEED003_TRAIN)
+@register_model
 def bilstm(**kw):
     """Seed 003_2f41's BiLSTM on MFCC."""
     return build(RNNConfig, RNN, {"bidirectional": True, "pooling": "mean"}, kw)
 
 
-@register_model(frontend=MEL128, train=SEED003_TRAIN)
+@register_model
 def bilstm_mel(**kw):
     """Seed 003_2f41's BiLSTM on log-mel."""
     return build(RNNConfig, RNN, {"bidirectional": True, "pooling": "mean", "input_shape": (128, 301)}, kw)
 
 
-@register_model(frontend=STFT_PATCHES, train=SEED004_TRAIN, per_window=True)
+@register_model
 def lstm_stft(**kw):
     """Seed 004_d4c4's three stacked LSTMs on 128 x 128 STFT patches."""
     return build(RNNConfig, RNN, {"input_shape": (128, 128), "hidden": 256, "layers": 3, "dropout": 0.25}, kw)

@@ -27,7 +27,6 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..features import FrontendConfig
 from . import build, keras_lstm_init, register_model
 
 
@@ -67,9 +66,7 @@ class TDCNNLSTM(nn.Module):
         return self.head(out[:, -1])
 
 
-@register_model(frontend=FrontendConfig(kind="logmel", n_mels=128, chunks=7),
-                train={"optimizer": "adam", "lr": 1e-3, "batch_size": 32, "epochs": 60, "patience": 15,
-                       "augment": {"noise_snr": (15.0, 30.0)}})
+@register_model
 def td_cnn_lstm(**kw):
     """Seed 001_289f's time-distributed 2-D CNN + LSTM over 7 log-mel chunks (with AWGN in training)."""
     return build(TDCNNConfig, TDCNNLSTM, {}, kw)
@@ -109,12 +106,7 @@ class TDCNNSTFT(nn.Module):
         return self.head(out[:, -1])
 
 
-STFT_PATCHES = FrontendConfig.for_kind("stft", window_frames=128, window_hop=64)
-SEED004_TRAIN = {"optimizer": "sgd", "lr": 0.01, "momentum": 0.8, "lr_decay": 1e-6, "batch_size": 32,
-                 "epochs": 60, "patience": 15, "oversample": True}
-
-
-@register_model(frontend=STFT_PATCHES, train=SEED004_TRAIN, per_window=True)
+@register_model
 def td_cnn_stft(**kw):
     """Seed 004_d4c4's time-distributed CNN + two LSTM(1024) on 128 x 128 STFT patches."""
     return build(TDCNNSTFTConfig, TDCNNSTFT, {}, kw)

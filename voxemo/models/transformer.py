@@ -19,9 +19,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..features import FrontendConfig
 from . import build, register_model
-from .cnn import SEED003_TRAIN
 
 
 @dataclass(frozen=True)
@@ -66,13 +64,13 @@ class TransformerClassifier(nn.Module):
         return self.head(h.mean(1))  # (B, K)
 
 
-@register_model(frontend=FrontendConfig(kind="mfcc", n_mfcc=40), train=SEED003_TRAIN)
+@register_model
 def transformer(**kw):
     """Seed 003_2f41's Transformer on MFCC."""
     return build(TransformerConfig, TransformerClassifier, {}, kw)
 
 
-@register_model(frontend=FrontendConfig(kind="logmel", n_mels=128), train=SEED003_TRAIN)
+@register_model
 def transformer_mel(**kw):
     """Seed 003_2f41's Transformer on log-mel."""
     return build(TransformerConfig, TransformerClassifier, {"input_shape": (128, 301)}, kw)

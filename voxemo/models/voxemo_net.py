@@ -4,8 +4,8 @@ A compact 2-D CNN over the log-mel map (64 mel bands, 50-7600 Hz, 20 ms hop), fo
 3x3 convolutions (with residual 3x3 convs between) that shrink frequency faster than time; the remaining frequency axis is folded into channels; one bidirectional GRU over time; then
 attentive statistics pooling (an attention-weighted mean and standard deviation over time, as in
 speaker embeddings), dropout and a Linear layer. Any length of at least ~16 frames works.
-Trained with AdamW, one-cycle schedule, SpecAugment, mixup and label smoothing (see the registered
-`train` settings).
+Trained with AdamW, one-cycle schedule, SpecAugment, mixup and label smoothing (the settings are
+`voxemo.papers.VOXEMO_TRAIN`).
 
 Letters: B batch, F mel bands, T frames, C channels, H GRU width.
 """
@@ -17,7 +17,6 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..features import FrontendConfig
 from . import build, register_model
 
 
@@ -92,16 +91,7 @@ class VoxemoNet(nn.Module):
         return self.head(self.drop(self.pool(h)))
 
 
-VOXEMO_FRONTEND = FrontendConfig(kind="logmel", n_mels=64, fmin=50.0, fmax=7600.0, hop_length=320)
-VOXEMO_TRAIN = {
-    "optimizer": "adamw", "lr": 3e-3, "weight_decay": 1e-2, "schedule": "onecycle", "warmup_epochs": 2,
-    "batch_size": 32, "epochs": 40, "patience": 40, "label_smoothing": 0.05, "grad_clip": 5.0,
-    "augment": {"specaugment": True, "freq_width": 8, "time_width": 25, "mixup_alpha": 0.2,
-                "shift": 0.1, "gain_db": (-6.0, 6.0)},
-}
-
-
-@register_model(frontend=VOXEMO_FRONTEND, train=VOXEMO_TRAIN)
+@register_model
 def voxemo_net(**kw):
     """Our reference model: compact CNN + BiGRU + attentive statistics pooling on 64-band log-mel."""
     return build(VoxemoNetConfig, VoxemoNet, {}, kw)

@@ -6,7 +6,7 @@ protocol (`[row.paper_protocol]`, default: a random split with the recipe's rati
 speaker-independent protocol (`[row.speaker_independent]`, default: 6 speaker folds). `[defaults]`
 apply to every row; `[budget]` (and a row's own `[row.budget]`) sets what the default run does so a
 recipe fits in 30 minutes on two cores (epochs, early-stopping patience, folds run); `--full` drops
-the budget (the paper's epochs and patience as the model registry holds them, every fold), and
+the budget (the paper's epochs and patience as `voxemo.papers` holds them, every fold), and
 `--quick` shrinks everything to a smoke run on six speakers.
 """
 

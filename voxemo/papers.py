@@ -1,0 +1,119 @@
+"""Per registered model, what its paper feeds it and how its paper trains it.
+
+The models (`voxemo.models`) are architecture only; this layer holds, for each of them, a
+`ModelRecipe`: the front-end that makes its input, whether it classifies fixed windows of a clip,
+the paper's training settings as a `TrainConfig`, the paper, and notes on what the paper gives and
+what we chose. `Experiment` starts from these and applies its overrides; `voxemo models` prints them;
+the recipes (`voxemo/recipes/*.toml`) budget them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from .augment import AugmentConfig
+from .features import FrontendConfig
+from .train import TrainConfig
+
+CORE = ("optimizer", "lr", "batch_size", "epochs", "patience")  # ModelRecipe.train_settings shows these always
+
+
+@dataclass(frozen=True)
+class ModelRecipe:
+    """How one registered model is fed and trained by default."""
+
+    frontend: FrontendConfig  # the features the model eats
+    per_window: bool  # the front-end cuts (B, C, F, W) windows, the model sees (B, F, W), a clip's probabilities are the mean over its windows
+    train: TrainConfig  # the paper's training settings (its seed is the Experiment's)
+    paper: str  # where the settings come from: a seed paper, or "ours"
+    notes: str = ""  # what the paper states and what we chose where it does not
+
+    def __post_init__(self):
+        if self.per_window and self.frontend.window_frames is None:
+            raise ValueError("a per_window model needs a front-end that cuts windows (window_frames)")
+
+    def train_settings(self) -> dict:
+        """The training settings worth showing: optimiser, lr, batch, epochs, patience, and every
+        other field (augmentations included) that differs from TrainConfig's defaults."""
+        default, mine = TrainConfig().to_dict(), self.train.to_dict()
+        shown = {k: v for k, v in mine.items() if k in CORE or (k != "augment" and v != default[k])}
+        augment = {k: v for k, v in mine["augment"].items() if v != default["augment"][k]}
+        return {**shown, **({"augment": augment} if augment else {})}
+
+# --- front-ends ---------------------------------------------------------------------------------
+MFCC12 = FrontendConfig(kind="mfcc", n_mfcc=12, n_mels=40)  # seed 000_9bc1: 12 MFCCs (from 40 bands: ours)
+MFCC40 = FrontendConfig(kind="mfcc", n_mfcc=40)
+MEL128 = FrontendConfig(kind="logmel", n_mels=128)
+MEL128_CHUNKS = FrontendConfig(kind="logmel", n_mels=128, chunks=7)  # seed 001_289f: 7 chunks
+MEAN_MFCC40 = FrontendConfig(kind="mean_mfcc", n_mfcc=40)  # seed 002_0b61: per-frame mean of 40 MFCCs
+STFT_PATCHES = FrontendConfig.for_kind("stft", window_frames=128, window_hop=64)  # seed 004_d4c4: 128 x 128 patches
+VOXEMO_FRONTEND = FrontendConfig(kind="logmel", n_mels=64, fmin=50.0, fmax=7600.0, hop_length=320)
+
+# --- training -----------------------------------------------------------------------------------
+SEED000_TRAIN = TrainConfig(optimizer="adam", lr=0.01, batch_size=32, epochs=60, patience=15, grad_clip=1.0)
+SEED001_TRAIN = TrainConfig(optimizer="adam", lr=1e-3, batch_size=32, epochs=60, patience=15,
+                            augment=AugmentConfig(noise_snr=(15.0, 30.0)))
+SEED002_TRAIN = TrainConfig(optimizer="rmsprop", lr=1e-3, momentum=0.0, batch_size=16, epochs=100, patience=20)
+SEED003_TRAIN = TrainConfig(optimizer="adam", lr=1e-3, weight_decay=1e-4, batch_size=32, epochs=50, patience=10)
+SEED004_TRAIN = TrainConfig(optimizer="sgd", lr=0.01, momentum=0.8, lr_decay=1e-6, batch_size=32, epochs=60,
+                            patience=15, oversample=True)
+VOXEMO_TRAIN = TrainConfig(
+    optimizer="adamw", lr=3e-3, weight_decay=1e-2, schedule="onecycle", warmup_epochs=2, batch_size=32, epochs=40,
+    patience=40, label_smoothing=0.05, grad_clip=5.0,
+    augment=AugmentConfig(specaugment=True, freq_width=8, time_width=25, mixup_alpha=0.2, shift=0.1, gain_db=(-6.0, 6.0)),
+)
+
+# --- the papers ---------------------------------------------------------------------------------
+SEED000 = dict(frontend=MFCC12, per_window=False, train=SEED000_TRAIN, paper="seed 000_9bc1", notes=(
+    "The paper gives Adam and lr 0.01 only; batch 32, at most 60 epochs and patience 15 are ours, and so is "
+    "gradient clipping at 1.0 (lr 0.01 with LSTMs diverges without it). 12 MFCCs from 40 mel bands "
+    "(the paper gives the 12, not the bands), 32 ms frames hop 10 ms."))
+SEED001 = dict(frontend=MEL128_CHUNKS, per_window=False, train=SEED001_TRAIN, paper="seed 001_289f", notes=(
+    "Training is not in the paper: Adam lr 1e-3, batch 32, at most 60 epochs, patience 15 are ours; white "
+    "noise at 15-30 dB SNR on training clips, as the paper augments with AWGN."))
+SEED002 = dict(per_window=False, train=SEED002_TRAIN, paper="seed 002_0b61", notes=(
+    "RMSprop, batch 16, patience 20 are the paper's; lr 1e-3 (RMSprop's usual Keras default) and at most "
+    "100 epochs are ours: the paper states neither. With lr 1e-4 the 2-D CNN stayed near chance on its "
+    "validation clips after 4 epochs (RESULTS.md, seed002)."))
+SEED003 = dict(per_window=False, train=SEED003_TRAIN, paper="seed 003_2f41", notes=(
+    "Adam lr 1e-3 and weight decay 1e-4 are the paper's; batch 32, at most 50 epochs and patience 10 are ours."))
+SEED004 = dict(frontend=STFT_PATCHES, per_window=True, train=SEED004_TRAIN, paper="seed 004_d4c4", notes=(
+    "SGD lr 0.01, momentum 0.8, Keras decay 1e-6 and random oversampling are the paper's; batch 32, at "
+    "most 60 epochs and patience 15 are ours. A clip's label comes from its 128 x 128 patches."))
+
+RECIPES: dict[str, ModelRecipe] = {
+    "conv1d_lstm": ModelRecipe(**SEED000),
+    "conv1d_lstm_speech": ModelRecipe(**SEED000),
+    "td_cnn_lstm": ModelRecipe(**SEED001),
+    "cnn1d_mean_mfcc": ModelRecipe(frontend=MEAN_MFCC40, **SEED002),
+    "cnn2d_mfcc": ModelRecipe(frontend=MFCC40, **SEED002),
+    "lstm_mfcc": ModelRecipe(frontend=MFCC40, **SEED002),
+    "cnn1d_baseline": ModelRecipe(frontend=MFCC40, **SEED003),
+    "cnn1d_baseline_mel": ModelRecipe(frontend=MEL128, **SEED003),
+    "lstm_mfcc_003": ModelRecipe(frontend=MFCC40, **SEED003),
+    "lstm_mel": ModelRecipe(frontend=MEL128, **SEED003),
+    "bilstm": ModelRecipe(frontend=MFCC40, **SEED003),
+    "bilstm_mel": ModelRecipe(frontend=MEL128, **SEED003),
+    "transformer": ModelRecipe(frontend=MFCC40, **SEED003),
+    "transformer_mel": ModelRecipe(frontend=MEL128, **SEED003),
+    "cnn_stft": ModelRecipe(**SEED004),
+    "lstm_stft": ModelRecipe(**SEED004),
+    "td_cnn_stft": ModelRecipe(**SEED004),
+    "voxemo_net": ModelRecipe(frontend=VOXEMO_FRONTEND, per_window=False, train=VOXEMO_TRAIN, paper="ours", notes=(
+        "AdamW with a one-cycle schedule, SpecAugment, mixup, time shift, gain and label smoothing: the "
+        "settings that gave the best accuracy per CPU-second we found.")),
+}
+
+
+def model_recipe(name: str) -> ModelRecipe:
+    """The recipe of a registered model; ValueError naming the models that have one if there is none.
+
+    Each call gets its own copies of the front-end and training configs, so changing them changes no
+    other model's defaults.
+    """
+    if name not in RECIPES:
+        raise ValueError(f"no recipe for model {name!r}; known: {', '.join(sorted(RECIPES))}")
+    r = RECIPES[name]
+    return dataclasses.replace(r, frontend=dataclasses.replace(r.frontend),
+                               train=TrainConfig.from_dict(r.train.to_dict()))

@@ -1,0 +1,77 @@
+"""A cross-validation run, network or SVM baseline alike: its folds planned in one place, its run
+directory finished in one place.
+
+`plan_folds` turns a manifest and an experiment into the utterances, labels, classes and folds to
+run (the experiment's filters, its protocol, at most `max_folds` of the protocol's folds, each
+checked for speaker leaks); `finish_run` aggregates the folds' metrics into metrics.json's dict and
+writes the run directory. `experiment.cross_validate` and `baseline.cross_validate_baseline` both
+use them, so the two cannot drift apart, and neither imports the other for it.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import NamedTuple, Sequence
+
+import numpy as np
+
+from .corpora import Utterance
+from .evaluate import aggregate
+from .splits import Fold, check_no_leak, labels_for, make_folds
+
+
+class FoldPlan(NamedTuple):
+    """What a cross-validation run runs over."""
+
+    utts: list[Utterance]  # the utterances the experiment's filters keep
+    y: np.ndarray  # (N,) int64 class indices
+    classes: list[str]  # class names, index k is class k
+    folds: list[Fold]  # the folds to run: the protocol's first max_folds, or all
+    folds_total: int  # how many folds the protocol has (reports say "2 of 6 folds")
+
+
+def plan_folds(manifest: Sequence[Utterance], exp) -> FoldPlan:
+    """The folds of `exp` (an experiment.Experiment) over `manifest`; ValueError when the filters leave
+    nothing, LeakError when a speaker-independent fold shares a speaker between its parts."""
+    utts = exp.select(manifest)
+    if not utts:
+        raise ValueError("no utterances left after the filters")
+    y, classes = labels_for(utts, exp.task)
+    folds = make_folds(exp.protocol, utts, y, folds=exp.folds, seed=exp.seed, ratios=exp.ratios,
+                       repeats=exp.repeats, val_speakers=exp.val_speakers)
+    folds_total = len(folds)
+    folds = folds[: exp.max_folds] if exp.max_folds else folds
+    speakers = [u.speaker for u in utts]
+    for fold in folds:
+        if fold.speaker_independent:
+            check_no_leak(fold, speakers)
+    return FoldPlan(utts, np.asarray(y, dtype=np.int64), classes, folds, folds_total)
+
+
+def finish_run(run_dir: Path, exp, config: dict, plan: FoldPlan, fold_metrics: list[dict], histories: list[dict],
+               t0: float) -> dict:
+    """metrics.json's dict from the folds' metrics; writes the run directory (config, metrics, report, plots).
+
+    `exp` is the experiment.Experiment that ran, `config` what config.json holds, `t0` the run's
+    start (time.perf_counter()).
+    """
+    from .report import write_run
+
+    metrics = {
+        "protocol": exp.protocol,
+        "speaker_independent": plan.folds[0].speaker_independent,
+        "task": exp.task,
+        "model": exp.model,
+        "classes": plan.classes,
+        "n_utterances": len(plan.utts),
+        "n_speakers": len({u.speaker for u in plan.utts}),
+        "seconds": round(time.perf_counter() - t0, 1),
+        "folds_total": plan.folds_total,  # the protocol's folds; fewer ran when max_folds was set
+        **aggregate(fold_metrics),
+        "folds": fold_metrics,
+    }
+    counts = {c: int((plan.y == k).sum()) for k, c in enumerate(plan.classes)}
+    write_run(run_dir, config=config, metrics=metrics, histories=histories, class_counts=counts,
+              title=f"{exp.model} on {exp.task}: {exp.protocol}", overwrite=True)
+    return metrics
