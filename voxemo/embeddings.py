@@ -1,0 +1,185 @@
+"""Per-clip embeddings from a pretrained encoder's every layer, computed once and cached on disk.
+
+A clip's embedding is the mean and the standard deviation over its frames of each hidden state of the
+Whisper encoder (`encoders.whisper`, whole clip, unpadded): an array (L + 1, 2, D) float32, row 0 the
+stem (+ positions), row L the encoder output; [:, 0] the means, [:, 1] the standard deviations
+(population, over the clip's own frames only). For Whisper base: (7, 2, 512).
+
+The cache works as the waveform cache (`cache.py`), one `.npy` per file keyed by path, size and mtime,
+in a folder keyed by the encoder's sha256, the audio settings and the pooling: another encoder file or
+other settings never read these entries. `embed_corpus` computes the missing ones in batches of clips
+of similar length (each clip computed exactly as alone: see `WhisperEncoder`), under
+torch.inference_mode, and writes them through `EmbeddingCache.load`.
+
+Letters: B clips, L encoder blocks, D width, S encoder frames.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import asdict
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from .audio import AudioError, AudioSettings
+from .cache import WaveformCache, default_cache_dir
+from .corpora import Problem, Utterance
+
+POOLING = "mean-std-v1"  # part of the cache key: change it when the pooled statistics change
+BATCH_SECONDS = 64.0  # padded audio per batch (clips x longest clip)
+MAX_BATCH = 16  # clips per batch
+DECODE_WORKERS = 2  # threads decoding the next batch's files
+
+
+class EmbeddingCache(WaveformCache):
+    """`cache.load(path)` -> the clip's pooled statistics (L + 1, 2, D), computed once per file.
+
+    Entries live in `<root>/embed-<key>/`, key = hash of the encoder's sha256, the audio settings and
+    POOLING; `root` defaults to the waveform cache's root ($VOXEMO_CACHE_DIR or the user's cache).
+    """
+
+    def __init__(self, encoder, settings: AudioSettings = AudioSettings(), root: str | os.PathLike | None = None):
+        from .encoders.whisper import SAMPLE_RATE
+
+        if not encoder.sha256:
+            raise ValueError("EmbeddingCache needs an encoder loaded from a file (its sha256 names the cache)")
+        if settings.sample_rate != SAMPLE_RATE:
+            raise ValueError(f"Whisper listens at {SAMPLE_RATE} Hz; AudioSettings.sample_rate is {settings.sample_rate}")
+        super().__init__(settings, root)
+        self.encoder = encoder
+        self.dir = Path(root or default_cache_dir()) / f"embed-{self.key()}"
+        self._ready: dict[Path, np.ndarray] = {}  # computed by a batch, waiting to be written by load()
+
+    def key(self) -> str:
+        ident = {"encoder": self.encoder.sha256, "audio": asdict(self.settings), "pooling": POOLING}
+        return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
+
+    def compute(self, path: str | os.PathLike) -> np.ndarray:
+        ready = self._ready.pop(self.entry(path), None)
+        if ready is not None:
+            return ready
+        return pooled_stats(self.encoder, [self.settings.load(path)])[0]
+
+
+def pooled_stats(encoder, waves: Sequence[np.ndarray]) -> np.ndarray:
+    """Mean and std over each clip's own frames of every hidden state: (B, L + 1, 2, D) float32.
+
+    Clips are zero-padded into one batch and masked (ValueError for a clip over 30 s).
+    """
+    import torch
+
+    lengths = torch.tensor([len(w) for w in waves])
+    batch = torch.zeros(len(waves), int(lengths.max()))  # (B, N)
+    for i, w in enumerate(waves):
+        batch[i, : len(w)] = torch.from_numpy(np.asarray(w, dtype=np.float32))
+    with torch.inference_mode():
+        h = torch.stack(encoder.hidden_states(batch, lengths), dim=1)  # (B, L + 1, S, D), padding zeroed
+        frames = encoder.output_frames(lengths).clamp(min=1).to(h.dtype)[:, None, None]  # (B, 1, 1)
+        keep = (torch.arange(h.shape[2]) < encoder.output_frames(lengths)[:, None])[:, None, :, None]  # (B, 1, S, 1)
+        mean = h.sum(dim=2) / frames  # (B, L + 1, D)
+        var = ((h - mean[:, :, None]) ** 2 * keep).sum(dim=2) / frames
+        return torch.stack([mean, var.sqrt()], dim=2).numpy()  # (B, L + 1, 2, D)
+
+
+@contextmanager
+def torch_threads(n: int | None):
+    """Run the block with `n` torch threads (None: leave the setting alone)."""
+    import torch
+
+    before = torch.get_num_threads()
+    if n:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _batches(order: list[int], seconds: Sequence[float], budget: float, max_batch: int) -> list[list[int]]:
+    """Cut indices sorted by length into batches whose padded length (count x longest) fits `budget`."""
+    out, cur = [], []
+    for i in order:
+        if cur and ((len(cur) + 1) * seconds[i] > budget or len(cur) == max_batch):  # seconds[i] is the longest
+            out.append(cur)
+            cur = []
+        cur.append(i)
+    return out + [cur] if cur else out
+
+
+def embed_corpus(
+    utterances: Sequence[Utterance], settings: AudioSettings = AudioSettings(), *, encoder=None,
+    cache_root: str | os.PathLike | None = None, batch_seconds: float = BATCH_SECONDS, max_batch: int = MAX_BATCH,
+    threads: int | None = None, progress: Callable[[int], None] | None = None,
+) -> tuple[np.ndarray, list[Problem]]:
+    """Pooled Whisper statistics of every clip: (array (B, L + 1, 2, D) float32, skipped).
+
+    The array holds the clips that could be embedded, in the order given; `skipped` lists the others
+    (`Problem(path, reason)`: undecodable, silent, longer than 30 s). `encoder` defaults to
+    `load_whisper_encoder()`; `threads` sets torch's threads for the call (2 when the machine is
+    yours; None keeps the current setting, e.g. OMP_NUM_THREADS). `progress(n)` after n clips.
+    """
+    from .encoders.whisper import MAX_SAMPLES, MIN_SAMPLES, load_whisper_encoder
+
+    cache = EmbeddingCache(encoder if encoder is not None else load_whisper_encoder(), settings, cache_root)
+    results: list[np.ndarray | None] = [None] * len(utterances)
+    problems: dict[int, str] = {}
+    todo = []
+    for i, u in enumerate(utterances):
+        try:
+            hit = cache.entry(u.path).is_file()
+        except OSError as e:
+            problems[i] = f"cannot read the file ({e.strerror or e})"
+            continue
+        if hit:
+            results[i] = cache.load(u.path)
+            if progress:
+                progress(1)
+        else:
+            todo.append(i)
+
+    seconds = [u.duration or 0.0 for u in utterances]
+    batches = _batches(sorted(todo, key=lambda i: seconds[i]), seconds, batch_seconds, max_batch)
+
+    def decode(i: int) -> np.ndarray | str:
+        try:
+            wave = settings.load(utterances[i].path)
+        except AudioError as e:
+            return e.problem
+        if len(wave) > MAX_SAMPLES:
+            return f"{len(wave) / settings.sample_rate:.1f} s is longer than Whisper's 30 s window"
+        if len(wave) < MIN_SAMPLES:
+            return f"{len(wave)} samples is too short for Whisper's log-mel"
+        return wave
+
+    def decode_batch(batch: list[int]) -> list[np.ndarray | str]:
+        return [decode(i) for i in batch]
+
+    with torch_threads(threads), ThreadPoolExecutor(DECODE_WORKERS) as pool:
+        ahead = {k: pool.submit(decode_batch, batches[k]) for k in range(min(2, len(batches)))}
+        for k, batch in enumerate(batches):
+            waves = ahead.pop(k).result()
+            if k + 2 < len(batches):  # decode two batches ahead of the encoder, no more (memory)
+                ahead[k + 2] = pool.submit(decode_batch, batches[k + 2])
+            good = [(i, w) for i, w in zip(batch, waves) if not isinstance(w, str)]
+            problems.update({i: w for i, w in zip(batch, waves) if isinstance(w, str)})
+            if good:
+                stats = pooled_stats(cache.encoder, [w for _, w in good])
+                for (i, _), s in zip(good, stats):
+                    path = utterances[i].path
+                    cache._ready[cache.entry(path)] = s
+                    results[i] = cache.load(path)  # writes the entry
+            if progress:
+                progress(len(batch))
+
+    kept = [r for r in results if r is not None]
+    skipped = [Problem(utterances[i].path, reason) for i, reason in sorted(problems.items())]
+    if not kept:
+        cfg = cache.encoder.cfg
+        return np.zeros((0, cfg.layers + 1, 2, cfg.width), np.float32), skipped
+    return np.stack(kept), skipped
