@@ -45,6 +45,8 @@ def features_for(name: str) -> torch.Tensor:
     """What the model's own front-end makes of B clips of 3 s: (B, ...) or, per window, (B, F, W)."""
     recipe = model_recipe(name)
     torch.manual_seed(0)
+    if recipe.frontend.kind == "whisper":  # a frozen encoder's statistics (B, L + 1, 2, D); a small stand-in
+        return torch.randn(B, 7, 2, 32)
     f = Frontend(recipe.frontend)(torch.randn(B, 48000) * 0.1)
     f = (f - f.mean()) / f.std()
     return f[:, 0] if recipe.per_window else f  # per window: the first window of each clip

@@ -26,7 +26,7 @@ from voxemo.audio import load_audio
 from voxemo.cache import AudioSettings
 from voxemo.corpora import scan
 from voxemo.encoders import whisper as W
-from voxemo.encoders.whisper import EncoderError, WhisperEncoder, load_whisper_encoder, log_mel, read_whisper_encoder
+from voxemo.encoders.whisper import TARGET_RMS_DB, level, EncoderError, WhisperEncoder, load_whisper_encoder, log_mel, read_whisper_encoder
 
 PARITY_ATOL = 2e-3  # encoder outputs reach |x| ~ 24; measured: max difference 8.2e-4, mean 1.6e-6
 UNPADDED_MIN_COSINE = 0.8  # measured ~0.91 on these clips
@@ -248,9 +248,11 @@ def test_embeddings_cached_and_keyed_by_encoder_and_settings(tiny_file, data, tm
     X, skipped = embed_corpus(utts, encoder=model, cache_root=tmp_path / "cache", max_batch=2)
     assert X.shape == (5, 3, 2, 64) and X.dtype == np.float32 and skipped == []
 
-    # what an entry holds: mean and std over the clip's own frames of every hidden state
+    # what an entry holds: mean and std over the clip's own frames of every hidden state, the clip levelled
+    x = torch.from_numpy(load_audio(utts[3].path))[None]
     with torch.inference_mode():
-        h = model.hidden_states(torch.from_numpy(load_audio(utts[3].path))[None])
+        h = model.hidden_states(level(x))
+    assert float(level(x).square().mean().sqrt()) == pytest.approx(10 ** (TARGET_RMS_DB / 20), rel=1e-4)
     expected = np.stack([[x[0].mean(0).numpy(), x[0].std(0, unbiased=False).numpy()] for x in h])
     np.testing.assert_allclose(X[3], expected, atol=1e-4)
 

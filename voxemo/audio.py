@@ -19,7 +19,8 @@ longer one (a recording, not a corpus clip) is cut into `duration`-long windows 
 window, plus one window ending at its end when more than a quarter window is left over, and its
 probabilities are the mean of its windows'. The offset is skipped only when at least
 `MIN_WINDOW` s remain after it. With `duration=None` a clip is heard whole (zero-padded to
-`MIN_WINDOW` s). Long recordings (`Predictor.timeline`) and live streams decode with the same
+`MIN_WINDOW` s), up to `WHOLE_CLIP_MAX` s; a longer recording as windows of that length, hopped by
+half of it. Long recordings (`Predictor.timeline`) and live streams decode with the same
 `decode` and cut windows over detected speech with the same `window_starts`.
 
 Letters: C windows of a clip, N samples.
@@ -42,6 +43,7 @@ VAD_SAMPLE_RATE = 16000  # silero-vad works at 8 or 16 kHz; we always give it 16
 MIN_WINDOW = 0.5  # s: the shortest piece of audio a model is given (the CNN front ends need a few frames)
 LONG_CLIP = 2.0  # a clip longer than offset + LONG_CLIP * duration is heard as windows, not one crop
 CLIP_TAIL = 0.25  # a long clip's leftover after its last full window gets a window past this fraction of one
+WHOLE_CLIP_MAX = 30.0  # s: with no fixed duration a clip up to this long is heard whole (Whisper's window)
 
 
 class AudioError(Exception):
@@ -255,16 +257,28 @@ class AudioSettings:
         return x[start:] if x.shape[0] - start >= MIN_WINDOW * self.sample_rate else x
 
     def crop(self, x: np.ndarray) -> np.ndarray:
-        """A decoded clip -> the training crop (N,): offset skipped, `duration` s kept, zero-padded."""
+        """A decoded clip -> the training crop (N,): offset skipped, `duration` s kept, zero-padded
+        (with no duration: the clip, at least MIN_WINDOW and at most WHOLE_CLIP_MAX s)."""
         x = self._skip_offset(x)
         n = self.crop_samples
-        return fit(x, max(x.shape[0], int(MIN_WINDOW * self.sample_rate)) if n is None else n)
+        if n is None:
+            return fit(x, min(max(x.shape[0], int(MIN_WINDOW * self.sample_rate)), self._whole_max))
+        return fit(x, n)
+
+    @property
+    def _whole_max(self) -> int:
+        return int(WHOLE_CLIP_MAX * self.sample_rate)
 
     def windows(self, x: np.ndarray) -> np.ndarray:
         """A decoded clip -> what a model hears at evaluation and prediction (C, N): the training
         crop, or windows covering a long clip (module docstring). Probabilities are the windows' mean."""
         n = self.crop_samples
-        if n is None or x.shape[0] <= round((self.offset + LONG_CLIP * self.duration) * self.sample_rate):
+        if n is None:
+            if self._skip_offset(x).shape[0] <= self._whole_max:
+                return self.crop(x)[None, :]
+            x, n = self._skip_offset(x), self._whole_max
+            return np.stack([x[s : s + n] for s in window_starts(x.shape[0], n, n // 2, int(CLIP_TAIL * n))])
+        if x.shape[0] <= round((self.offset + LONG_CLIP * self.duration) * self.sample_rate):
             return self.crop(x)[None, :]
         x = self._skip_offset(x)
         return np.stack([fit(x[s : s + n], n) for s in window_starts(x.shape[0], n, n // 2, int(CLIP_TAIL * n))])

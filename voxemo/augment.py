@@ -227,6 +227,12 @@ class Augmenter:
         copies = [add_noise(x, c.noise_snr, generator, lengths) for _ in range(c.noisy_copies)]
         return torch.cat([x, *copies]), torch.cat([y] * (1 + c.noisy_copies))
 
+    def changes_waves_or_spectrograms(self) -> bool:
+        """Whether any augmentation needs the waveform or the spectrogram (all but mixup)."""
+        c = self.config
+        return bool(c.noise_snr is not None or c.shift or c.gain_db is not None or c.specaugment
+                    or (c.speed and any(f != 1.0 for f in c.speed)))
+
     def augment_waves(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         c = self.config
         if c.speed and any(f != 1.0 for f in c.speed):
@@ -248,3 +254,41 @@ class Augmenter:
     def mix(self, x: torch.Tensor, y_onehot: torch.Tensor,
             generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         return mixup(x, y_onehot, self.config.mixup_alpha, generator)
+
+
+# --- rooms and channels a corpus never had (copies embedded once, before a frozen encoder) ---------
+
+DEGRADE = "noise-band-reverb-v1"  # part of the cache key of degraded copies: change it when `degrade` changes
+
+
+def degrade(x: np.ndarray, sr: int, rng: np.random.Generator) -> np.ndarray:
+    """A copy of a clip as another room and channel would give it: additive noise (white, pink or
+    brown) at 5-30 dB SNR always; with probability 0.3 each, a band limit (telephone 300-3400 Hz, or a
+    low-pass at 4-7 kHz) and reverberation (an exponentially decaying noise impulse response, RT60
+    0.2-0.8 s, mixed at a random direct-to-reverberant ratio). Loudness is left to the encoder
+    front-end's levelling. numpy and scipy only, deterministic given `rng`."""
+    from scipy import signal
+
+    y = np.asarray(x, dtype=np.float64)
+    if rng.random() < 0.3:  # reverberation
+        rt60 = rng.uniform(0.2, 0.8)
+        n = int(rt60 * sr)
+        rir = rng.standard_normal(n) * np.exp(-6.9 * np.arange(n) / n)  # -60 dB at rt60
+        rir[0] = 1.0 / rng.uniform(0.3, 1.0)  # direct path
+        y = signal.fftconvolve(y, rir)[: len(y)]
+    if rng.random() < 0.3:  # band limit
+        if rng.random() < 0.5:
+            sos = signal.butter(4, [300, 3400], btype="bandpass", fs=sr, output="sos")
+        else:
+            sos = signal.butter(6, rng.uniform(4000, min(7000, sr / 2 - 100)), btype="lowpass", fs=sr, output="sos")
+        y = signal.sosfilt(sos, y)
+    colour = rng.integers(3)  # 0 white, 1 pink, 2 brown
+    noise = rng.standard_normal(len(y))
+    if colour:
+        spectrum = np.fft.rfft(noise)
+        f = np.maximum(np.fft.rfftfreq(len(y), 1 / sr), 20.0)
+        noise = np.fft.irfft(spectrum / f ** (0.5 * colour), len(y))
+    snr = rng.uniform(5.0, 30.0)
+    p_signal, p_noise = np.mean(y ** 2), np.mean(noise ** 2)
+    y = y + noise * np.sqrt(p_signal / (p_noise * 10 ** (snr / 10)))
+    return y.astype(np.float32)

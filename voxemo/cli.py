@@ -327,11 +327,12 @@ def evaluate_cmd(
 
     from .experiment import score_pipeline
     from .pipeline import PipelineError, load_pipeline
+    from .predict import resolve_model
 
     if predictions is not None:
         refuse_overwrite(predictions, force)
     try:
-        pipe = load_pipeline(pipeline)
+        pipe = load_pipeline(resolve_model(pipeline))
     except PipelineError as e:
         fail(str(e))
     manifest = load_data(data)
@@ -386,7 +387,7 @@ def reproduce_cmd(
 
 # --- prediction ------------------------------------------------------------------------------------
 
-ModelPathOpt = Annotated[Optional[Path], typer.Option("--model", "-m", help="Pipeline path (P for P.json + P.safetensors); without it, the model bundled with voxemo.")]
+ModelPathOpt = Annotated[Optional[Path], typer.Option("--model", "-m", help="Pipeline path (P for P.json + P.safetensors, or its folder), or a bundled model: voxemo_whisper (the default) or voxemo_net (small and fastest).")]
 RuntimeOpt = Annotated[str, typer.Option("--runtime", help="torch, or onnx (the same graph exported and run in onnxruntime).")]
 FORMATS = ("table", "csv", "json")
 
@@ -598,11 +599,11 @@ def export_cmd(
     """Export a pipeline (front-end, normaliser, model, softmax) as one ONNX graph: waveform in, probabilities out."""
     from .export import ExportError, export_onnx
     from .pipeline import PipelineError, load_pipeline
-    from .predict import BUNDLED
+    from .predict import resolve_model
 
     refuse_overwrite(onnx, force)
     try:
-        pipe = load_pipeline(model or BUNDLED)
+        pipe = load_pipeline(resolve_model(model))
     except PipelineError as e:
         fail(str(e))
     try:

@@ -68,8 +68,8 @@ def read_config(path: str | Path) -> dict:
 def experiment_from_config(path: str | Path | None = None, **overrides):
     """The Experiment a TOML file (or none) and overrides describe; ConfigError if they do not describe one."""
     from .baseline import BASELINES
-    from .audio import PAPER_AUDIO, AudioSettings
-    from .experiment import Experiment
+    from .audio import AudioSettings
+    from .experiment import Experiment, default_audio
     from .features import FrontendConfig
     from .models import list_models
     from .train import TrainConfig
@@ -114,7 +114,7 @@ def experiment_from_config(path: str | Path | None = None, **overrides):
     if d["model"] not in known:
         raise ConfigError(f"unknown model {d['model']!r}; known: {', '.join(known)}")
     try:
-        exp = Experiment(**d, audio=AudioSettings(**{**dataclasses.asdict(PAPER_AUDIO), **tables["audio"]}),
+        exp = Experiment(**d, audio=AudioSettings(**{**default_audio(d["model"]).to_dict(), **tables["audio"]}),
                          frontend=tables["frontend"], model_overrides=tables["model_overrides"], train=tables["train"])
         if not exp.is_baseline:
             exp.train_config(), exp.frontend_config()

@@ -1,7 +1,7 @@
 """Per-clip embeddings from a pretrained encoder's every layer, computed once and cached on disk.
 
 A clip's embedding is the mean and the standard deviation over its frames of each hidden state of the
-Whisper encoder (`encoders.whisper`, whole clip, unpadded): an array (L + 1, 2, D) float32, row 0 the
+Whisper encoder, the clip first scaled to one loudness (`WhisperEncoder.pooled_stats`), (`encoders.whisper`, whole clip, unpadded): an array (L + 1, 2, D) float32, row 0 the
 stem (+ positions), row L the encoder output; [:, 0] the means, [:, 1] the standard deviations
 (population, over the clip's own frames only). For Whisper base: (7, 2, 512).
 
@@ -31,7 +31,7 @@ from .audio import AudioError, AudioSettings
 from .cache import WaveformCache, default_cache_dir
 from .corpora import Problem, Utterance
 
-POOLING = "mean-std-v1"  # part of the cache key: change it when the pooled statistics change
+POOLING = "level-mean-std-v2"  # part of the cache key: change it when the pooled statistics change
 BATCH_SECONDS = 64.0  # padded audio per batch (clips x longest clip)
 MAX_BATCH = 16  # clips per batch
 DECODE_WORKERS = 2  # threads decoding the next batch's files
@@ -44,7 +44,8 @@ class EmbeddingCache(WaveformCache):
     POOLING; `root` defaults to the waveform cache's root ($VOXEMO_CACHE_DIR or the user's cache).
     """
 
-    def __init__(self, encoder, settings: AudioSettings = AudioSettings(), root: str | os.PathLike | None = None):
+    def __init__(self, encoder, settings: AudioSettings = AudioSettings(), root: str | os.PathLike | None = None,
+                 copy: int = 0):
         from .encoders.whisper import SAMPLE_RATE
 
         if not encoder.sha256:
@@ -53,18 +54,34 @@ class EmbeddingCache(WaveformCache):
             raise ValueError(f"Whisper listens at {SAMPLE_RATE} Hz; AudioSettings.sample_rate is {settings.sample_rate}")
         super().__init__(settings, root)
         self.encoder = encoder
+        self.copy = copy  # 0: the clip itself; k > 0: its k-th degraded copy (`clip`)
         self.dir = Path(root or default_cache_dir()) / f"embed-{self.key()}"
         self._ready: dict[Path, np.ndarray] = {}  # computed by a batch, waiting to be written by load()
 
     def key(self) -> str:
         ident = {"encoder": self.encoder.sha256, "audio": asdict(self.settings), "pooling": POOLING}
+        if self.copy:
+            from .augment import DEGRADE
+
+            ident.update(copy=self.copy, degrade=DEGRADE)
         return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
 
     def compute(self, path: str | os.PathLike) -> np.ndarray:
         ready = self._ready.pop(self.entry(path), None)
         if ready is not None:
             return ready
-        return pooled_stats(self.encoder, [self.settings.load(path)])[0]
+        return pooled_stats(self.encoder, [self.clip(path)])[0]
+
+    def clip(self, path: str | os.PathLike) -> np.ndarray:
+        """What is embedded for `path`: its training crop, or for copy k > 0 a degraded copy of it
+        (`augment.degrade`, seeded by the file's name and k, so the same copy every time)."""
+        x = self.settings.load(path)
+        if not self.copy:
+            return x
+        from .augment import degrade
+
+        seed = int(hashlib.sha256(f"{Path(path).name}|{self.copy}".encode()).hexdigest()[:12], 16)
+        return degrade(x, self.settings.sample_rate, np.random.default_rng(seed))
 
 
 def pooled_stats(encoder, waves: Sequence[np.ndarray]) -> np.ndarray:
@@ -79,12 +96,7 @@ def pooled_stats(encoder, waves: Sequence[np.ndarray]) -> np.ndarray:
     for i, w in enumerate(waves):
         batch[i, : len(w)] = torch.from_numpy(np.asarray(w, dtype=np.float32))
     with torch.inference_mode():
-        h = torch.stack(encoder.hidden_states(batch, lengths), dim=1)  # (B, L + 1, S, D), padding zeroed
-        frames = encoder.output_frames(lengths).clamp(min=1).to(h.dtype)[:, None, None]  # (B, 1, 1)
-        keep = (torch.arange(h.shape[2]) < encoder.output_frames(lengths)[:, None])[:, None, :, None]  # (B, 1, S, 1)
-        mean = h.sum(dim=2) / frames  # (B, L + 1, D)
-        var = ((h - mean[:, :, None]) ** 2 * keep).sum(dim=2) / frames
-        return torch.stack([mean, var.sqrt()], dim=2).numpy()  # (B, L + 1, 2, D)
+        return encoder.pooled_stats(batch, lengths if len(set(lengths.tolist())) > 1 else None).numpy()
 
 
 @contextmanager
@@ -115,7 +127,7 @@ def _batches(order: list[int], seconds: Sequence[float], budget: float, max_batc
 def embed_corpus(
     utterances: Sequence[Utterance], settings: AudioSettings = AudioSettings(), *, encoder=None,
     cache_root: str | os.PathLike | None = None, batch_seconds: float = BATCH_SECONDS, max_batch: int = MAX_BATCH,
-    threads: int | None = None, progress: Callable[[int], None] | None = None,
+    threads: int | None = None, progress: Callable[[int], None] | None = None, copy: int = 0,
 ) -> tuple[np.ndarray, list[Problem]]:
     """Pooled Whisper statistics of every clip: (array (B, L + 1, 2, D) float32, skipped).
 
@@ -123,10 +135,11 @@ def embed_corpus(
     (`Problem(path, reason)`: undecodable, silent, longer than 30 s). `encoder` defaults to
     `load_whisper_encoder()`; `threads` sets torch's threads for the call (2 when the machine is
     yours; None keeps the current setting, e.g. OMP_NUM_THREADS). `progress(n)` after n clips.
+    `copy` k > 0 embeds each clip's k-th degraded copy instead (`EmbeddingCache.clip`), cached apart.
     """
     from .encoders.whisper import MAX_SAMPLES, MIN_SAMPLES, load_whisper_encoder
 
-    cache = EmbeddingCache(encoder if encoder is not None else load_whisper_encoder(), settings, cache_root)
+    cache = EmbeddingCache(encoder if encoder is not None else load_whisper_encoder(), settings, cache_root, copy)
     results: list[np.ndarray | None] = [None] * len(utterances)
     problems: dict[int, str] = {}
     todo = []
@@ -148,7 +161,7 @@ def embed_corpus(
 
     def decode(i: int) -> np.ndarray | str:
         try:
-            wave = settings.load(utterances[i].path)
+            wave = cache.clip(utterances[i].path)
         except AudioError as e:
             return e.problem
         if len(wave) > MAX_SAMPLES:

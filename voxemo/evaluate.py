@@ -122,3 +122,35 @@ def aggregate(fold_metrics: list[dict]) -> dict:
     out["classes"] = classes
     out["n_folds"] = len(fold_metrics)
     return out
+
+
+def expected_calibration_error(probs: np.ndarray, y: np.ndarray, bins: int = 15) -> float:
+    """ECE: the clip-weighted mean |accuracy - confidence| over `bins` equal-width confidence bins
+    of the top probability (Guo et al. 2017)."""
+    conf = probs.max(1)
+    correct = probs.argmax(1) == np.asarray(y)
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    ece = 0.0
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        inside = (conf > lo) & (conf <= hi)
+        if inside.any():
+            ece += inside.mean() * abs(correct[inside].mean() - conf[inside].mean())
+    return float(ece)
+
+
+def fit_temperature(logits: np.ndarray, y: np.ndarray) -> float:
+    """Temperature scaling: the T > 0 that minimises the negative log-likelihood of softmax(logits / T)
+    on held-out clips (a grid over log T, then a finer one around the best). Probabilities are
+    rescaled; the top label never changes."""
+    y = np.asarray(y)
+
+    def nll(t: float) -> float:
+        z = logits / t
+        z = z - z.max(1, keepdims=True)
+        logp = z - np.log(np.exp(z).sum(1, keepdims=True))
+        return float(-logp[np.arange(len(y)), y].mean())
+
+    grid = np.exp(np.linspace(np.log(0.05), np.log(20.0), 200))
+    best = grid[int(np.argmin([nll(t) for t in grid]))]
+    fine = np.linspace(best * 0.95, best * 1.05, 41)
+    return float(fine[int(np.argmin([nll(t) for t in fine]))])

@@ -50,14 +50,17 @@ class Experiment:
     gender: str | None = None  # filter: "female" or "male"
     per_gender: bool = False  # train one model per gender and score each test clip with its gender's model
     route_by: str = "true"  # per_gender: route test clips by their "true" gender or by a gender model's "predicted" one
-    audio: AudioSettings = PAPER_AUDIO
+    audio: AudioSettings | None = None  # how clips are prepared; None: the model's recipe's (the papers' crop)
     frontend: dict = field(default_factory=dict)  # overrides of the model's own front-end
     model_overrides: dict = field(default_factory=dict)  # overrides of the model's hyper-parameters
     train: dict = field(default_factory=dict)  # overrides of the model's training defaults (TrainConfig fields)
+    encoder: str | None = None  # a local copy of the pretrained encoder of "whisper" models (default: its pinned packages)
 
     def __post_init__(self):
         if isinstance(self.audio, dict):
             self.audio = AudioSettings(**self.audio)
+        if self.audio is None:
+            self.audio = default_audio(self.model)
         if self.emotions is not None:
             self.emotions = tuple(self.emotions)
         if self.ratios is not None:
@@ -110,6 +113,13 @@ def load_corpora(data: Sequence[str], *, strict: bool = False) -> Manifest:
     return out
 
 
+def default_audio(model: str) -> AudioSettings:
+    """How a model's clips are prepared unless told otherwise: its recipe's settings, else the papers' crop."""
+    from .papers import RECIPES
+
+    return RECIPES[model].audio if model in RECIPES else PAPER_AUDIO
+
+
 def load_clips(utts: Sequence[Utterance], audio: AudioSettings, progress: Callable[[int], None] | None = None,
                cache_dir=None) -> list[np.ndarray]:
     """Each utterance decoded by `audio.decode`, through the waveform cache."""
@@ -121,6 +131,27 @@ def training_crops(clips: Sequence[np.ndarray], audio: AudioSettings) -> torch.T
     if audio.duration is None:
         raise ValueError("training needs clips of one length: set audio.duration (the papers use 3 s)")
     return torch.from_numpy(np.stack([audio.crop(x) for x in clips]))
+
+
+def uses_encoder(exp: Experiment) -> bool:
+    """Whether the model eats a frozen pretrained encoder's statistics (trained on cached ones)."""
+    return exp.frontend_config().kind == "whisper"
+
+
+def model_inputs(exp: Experiment, utts: Sequence[Utterance], clips: Sequence[np.ndarray],
+                 progress: Callable[[int], None] | None = None) -> torch.Tensor:
+    """What training batches are made of: the training crops (B, N), or for an encoder model the
+    encoder's statistics of each clip's crop (B, L + 1, 2, D), computed once per clip and cached
+    (`embeddings.embed_corpus`)."""
+    if not uses_encoder(exp):
+        return training_crops(clips, exp.audio)
+    from .embeddings import embed_corpus
+    from .encoders import load_whisper_encoder
+
+    stats, skipped = embed_corpus(utts, exp.audio, encoder=load_whisper_encoder(exp.encoder), progress=progress)
+    if skipped:
+        raise ValueError(f"{len(skipped)} clips could not be embedded, e.g. {skipped[0]}")
+    return torch.from_numpy(stats)
 
 
 def heard(pipe: Pipeline, clips: Sequence[np.ndarray]) -> np.ndarray:
@@ -135,11 +166,18 @@ def build(exp: Experiment, classes: list[str]) -> Pipeline:
 
     per_window = exp.recipe().per_window
     fcfg = exp.frontend_config()
-    probe = Frontend(fcfg, exp.audio.sample_rate)(torch.zeros(1, exp.audio.crop_samples))
-    input_shape = tuple(probe.shape[2:] if per_window else probe.shape[1:])
+    encoder = None
+    if uses_encoder(exp):
+        from .encoders import load_whisper_encoder
+
+        encoder = load_whisper_encoder(exp.encoder)
+        input_shape = Frontend(fcfg, exp.audio.sample_rate, encoder).features.output_shape
+    else:
+        probe = Frontend(fcfg, exp.audio.sample_rate)(torch.zeros(1, exp.audio.crop_samples))
+        input_shape = tuple(probe.shape[2:] if per_window else probe.shape[1:])
     torch.manual_seed(exp.seed)
     model = create_model(exp.model, n_classes=len(classes), input_shape=input_shape, **exp.model_overrides)
-    return Pipeline(fcfg, model, classes, audio=exp.audio, per_window=per_window, task=exp.task)
+    return Pipeline(fcfg, model, classes, audio=exp.audio, per_window=per_window, task=exp.task, encoder=encoder)
 
 
 def train_fold(exp: Experiment, clips: Sequence[np.ndarray], waves: torch.Tensor, labels: torch.Tensor,
@@ -150,8 +188,8 @@ def train_fold(exp: Experiment, clips: Sequence[np.ndarray], waves: torch.Tensor
     pipe = build(exp, classes)
     tr, va, te = (torch.as_tensor(i, dtype=torch.long) for i in (fold.train, fold.val, fold.test))
     val = (waves[va], labels[va]) if len(va) else None
-    history = fit(pipe, (waves[tr], labels[tr]), val, exp.train_config(),
-                  checkpoint_dir=checkpoint_dir, resume=resume, on_epoch=on_epoch)
+    history = fit(pipe, (waves[tr], labels[tr]), val, exp.train_config(), checkpoint_dir=checkpoint_dir,
+                  resume=resume, on_epoch=on_epoch, precomputed=uses_encoder(exp))
     probs = heard(pipe, [clips[i] for i in fold.test])
     m = classification_metrics(labels[te].numpy(), probs.argmax(1), list(range(len(classes))))
     m["classes"] = classes
@@ -172,7 +210,7 @@ def cross_validate(manifest: Sequence[Utterance], exp: Experiment, run_dir: Path
     plan = plan_folds(manifest, exp)
     utts, y, classes, folds = plan.utts, plan.y, plan.classes, plan.folds
     clips = load_clips(utts, exp.audio, decode_progress)
-    waves = training_crops(clips, exp.audio)
+    waves = model_inputs(exp, utts, clips)
     labels = torch.as_tensor(y, dtype=torch.long)
     genders = np.array([u.gender for u in utts])
     run_dir = Path(run_dir)
@@ -251,12 +289,12 @@ def train_pipeline(manifest: Sequence[Utterance], exp: Experiment, *, on_epoch=N
     y, classes = labels_for(utts, exp.task)
     fold = holdout_speakers(utts, n=exp.val_speakers or 2, seed=exp.seed)
     clips = load_clips(utts, exp.audio, decode_progress)
-    waves = training_crops(clips, exp.audio)
+    waves = model_inputs(exp, utts, clips)
     labels = torch.as_tensor(y, dtype=torch.long)
     pipe = build(exp, classes)
     tr, va = torch.as_tensor(fold.train), torch.as_tensor(fold.val)
-    history = fit(pipe, (waves[tr], labels[tr]), (waves[va], labels[va]), exp.train_config(),
-                  on_epoch=on_epoch, checkpoint_dir=checkpoint_dir, resume=resume)
+    history = fit(pipe, (waves[tr], labels[tr]), (waves[va], labels[va]), exp.train_config(), on_epoch=on_epoch,
+                  checkpoint_dir=checkpoint_dir, resume=resume, precomputed=uses_encoder(exp))
     probs = heard(pipe, [clips[i] for i in fold.val])
     m = classification_metrics(labels[va].numpy(), probs.argmax(1), list(range(len(classes))))
     pipe.meta.update(

@@ -45,7 +45,7 @@ N_MFCC = 40
 PREEMPHASIS = 0.97
 AMIN = 1e-10  # floor before the log, as librosa.power_to_db
 TOP_DB = 80.0  # dynamic range kept below each clip's peak, as librosa.power_to_db
-KINDS = ("logmel", "mfcc", "stft", "mean_mfcc")
+KINDS = ("logmel", "mfcc", "stft", "mean_mfcc", "whisper")
 
 
 @dataclass
@@ -54,7 +54,7 @@ class FrontendConfig:
     waveform's sample rate is not here: it is the audio settings' (`AudioSettings.sample_rate`), given
     to `Frontend` when it is built, so a pipeline stores it once."""
 
-    kind: str = "logmel"  # one of KINDS
+    kind: str = "logmel"  # one of KINDS; "whisper": a pretrained encoder's pooled layer statistics (EncoderStats)
     n_fft: int = N_FFT  # FFT size in samples
     win_length: int | None = None  # window length in samples; None = n_fft
     hop_length: int = HOP_LENGTH  # samples between frames
@@ -248,15 +248,42 @@ class Chunker(nn.Module):
 FEATURES = {"logmel": LogMel, "mfcc": MFCC, "stft": LinearSTFT, "mean_mfcc": MeanMFCC}
 
 
-class Frontend(nn.Module):
-    """Waveforms (B, N) at `sample_rate` Hz -> features, as FrontendConfig says: (B, F, T), (B, T) or
-    chunked (B, C, F, W)."""
+class EncoderStats(nn.Module):
+    """(B, N) -> (B, L + 1, 2, D): the mean and std over frames of every hidden state of a frozen,
+    pretrained encoder (`voxemo.encoders`, e.g. Whisper base), the input of the encoder heads.
 
-    def __init__(self, cfg: FrontendConfig, sample_rate: int = SAMPLE_RATE):
+    The encoder is held outside this module's parameters and buffers: its weights come from their
+    own package (checked by sha256 when loaded), never from a pipeline's safetensors, and it is
+    never trained. Its forward pass is still traced into an ONNX export.
+    """
+
+    def __init__(self, encoder: nn.Module):
+        super().__init__()
+        object.__setattr__(self, "encoder", encoder.eval())  # not a submodule: not in the state dict
+
+    @property
+    def output_shape(self) -> tuple[int, int, int]:
+        return (self.encoder.cfg.layers + 1, 2, self.encoder.cfg.width)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.encoder.pooled_stats(x)  # (B, L + 1, 2, D)
+
+
+class Frontend(nn.Module):
+    """Waveforms (B, N) at `sample_rate` Hz -> features, as FrontendConfig says: (B, F, T), (B, T),
+    chunked (B, C, F, W), or a pretrained encoder's statistics (B, L + 1, 2, D) (kind "whisper",
+    which needs the `encoder` module)."""
+
+    def __init__(self, cfg: FrontendConfig, sample_rate: int = SAMPLE_RATE, encoder: nn.Module | None = None):
         super().__init__()
         self.cfg = cfg
         self.sample_rate = sample_rate
-        self.features = FEATURES[cfg.kind](cfg, sample_rate)
+        if cfg.kind == "whisper":
+            if encoder is None:
+                raise ValueError("a whisper front-end needs its encoder (voxemo.encoders.load_whisper_encoder())")
+            self.features = EncoderStats(encoder)
+        else:
+            self.features = FEATURES[cfg.kind](cfg, sample_rate)
         chunked = cfg.chunks is not None or cfg.window_frames is not None
         if chunked and cfg.kind == "mean_mfcc":
             raise ValueError("mean_mfcc is a 1-D series; chunking applies to feature maps")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+from .audio import PAPER_AUDIO, AudioSettings
 from .augment import AugmentConfig
 from .features import FrontendConfig
 from .train import TrainConfig
@@ -28,6 +29,7 @@ class ModelRecipe:
     train: TrainConfig  # the paper's training settings (its seed is the Experiment's)
     paper: str  # where the settings come from: a seed paper, or "ours"
     notes: str = ""  # what the paper states and what we chose where it does not
+    audio: AudioSettings = PAPER_AUDIO  # how a clip is prepared by default (the papers: skip 0.5 s, keep 3 s)
 
     def __post_init__(self):
         if self.per_window and self.frontend.window_frames is None:
@@ -49,6 +51,8 @@ MEL128_CHUNKS = FrontendConfig(kind="logmel", n_mels=128, chunks=7)  # seed 001_
 MEAN_MFCC40 = FrontendConfig(kind="mean_mfcc", n_mfcc=40)  # seed 002_0b61: per-frame mean of 40 MFCCs
 STFT_PATCHES = FrontendConfig.for_kind("stft", window_frames=128, window_hop=64)  # seed 004_d4c4: 128 x 128 patches
 VOXEMO_FRONTEND = FrontendConfig(kind="logmel", n_mels=64, fmin=50.0, fmax=7600.0, hop_length=320)
+WHISPER_STATS = FrontendConfig(kind="whisper")  # Whisper base's per-layer mean and std (voxemo.encoders)
+WHOLE_CLIP = AudioSettings()  # the whole clip, unpadded (up to 30 s: Whisper's window)
 
 # --- training -----------------------------------------------------------------------------------
 SEED000_TRAIN = TrainConfig(optimizer="adam", lr=0.01, batch_size=32, epochs=60, patience=15, grad_clip=1.0)
@@ -63,6 +67,11 @@ VOXEMO_TRAIN = TrainConfig(
     patience=40, label_smoothing=0.05, grad_clip=5.0,
     augment=AugmentConfig(specaugment=True, freq_width=8, time_width=25, mixup_alpha=0.2, shift=0.1, gain_db=(-6.0, 6.0)),
 )
+# Heads on precomputed encoder statistics: no waveform or spectrogram augmentation (noisy copies are
+# embedded once, before training), mixup on the statistics.
+ENCODER_TRAIN = TrainConfig(optimizer="adamw", lr=1e-3, weight_decay=1e-2, schedule="cosine", warmup_epochs=2,
+                            batch_size=32, epochs=60, patience=15, label_smoothing=0.1,
+                            augment=AugmentConfig(mixup_alpha=0.2))
 
 # --- the papers ---------------------------------------------------------------------------------
 SEED000 = dict(frontend=MFCC12, per_window=False, train=SEED000_TRAIN, paper="seed 000_9bc1", notes=(
@@ -103,6 +112,13 @@ RECIPES: dict[str, ModelRecipe] = {
     "voxemo_net": ModelRecipe(frontend=VOXEMO_FRONTEND, per_window=False, train=VOXEMO_TRAIN, paper="ours", notes=(
         "AdamW with a one-cycle schedule, SpecAugment, mixup, time shift, gain and label smoothing: the "
         "settings that gave the best accuracy per CPU-second we found.")),
+    "encoder_head": ModelRecipe(frontend=WHISPER_STATS, per_window=False, train=ENCODER_TRAIN, paper="ours",
+                                audio=WHOLE_CLIP, notes=(
+        "Frozen Whisper base; per-layer mean and std of the whole unpadded clip, cached once per clip; "
+        "per-clip normalised, learned layer weights, MLP 256. AdamW, cosine schedule, mixup, label smoothing.")),
+    "encoder_probe": ModelRecipe(frontend=WHISPER_STATS, per_window=False, train=ENCODER_TRAIN, paper="ours",
+                                 audio=WHOLE_CLIP, notes=(
+        "The reference linear probe: one Linear layer on the standardised mean and std of one layer.")),
 }
 
 

@@ -28,6 +28,7 @@ from .audio import AudioSettings
 from .features import Frontend, FrontendConfig
 
 FORMAT = "voxemo-pipeline/1"
+ENCODER_NAME = "whisper-base"  # the pretrained encoder a "whisper" front-end runs (voxemo.encoders)
 
 
 class Normalizer(nn.Module):
@@ -60,6 +61,25 @@ class Normalizer(nn.Module):
         return (f - self.mean[:, None]) / self.std[:, None]
 
 
+class FeatureNormalizer(nn.Module):
+    """Standardisation of every feature of a fixed-shape input (a pretrained encoder's statistics,
+    (B, L + 1, 2, D)) with statistics from training data only."""
+
+    def __init__(self, shape: tuple[int, ...]):
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(shape))
+        self.register_buffer("std", torch.ones(shape))
+
+    @torch.no_grad()
+    def fit(self, feats: torch.Tensor) -> "FeatureNormalizer":
+        self.mean.copy_(feats.mean(0))
+        self.std.copy_(feats.std(0).clamp_min(1e-5))
+        return self
+
+    def forward(self, f: torch.Tensor) -> torch.Tensor:
+        return (f - self.mean) / self.std
+
+
 class Pipeline(nn.Module):
     """Waveforms (B, N) at `audio.sample_rate` -> class probabilities (B, K).
 
@@ -69,24 +89,33 @@ class Pipeline(nn.Module):
 
     def __init__(self, frontend: FrontendConfig, model: nn.Module, labels: list[str], *,
                  audio: AudioSettings, per_window: bool = False, task: str = "emotion",
-                 meta: dict | None = None):
+                 meta: dict | None = None, encoder: nn.Module | None = None):
         super().__init__()
-        self.frontend = Frontend(frontend, audio.sample_rate)
-        n_bins = 1 if frontend.kind == "mean_mfcc" else self._n_bins(frontend)
-        self.normalizer = Normalizer(n_bins)
+        self.frontend = Frontend(frontend, audio.sample_rate, encoder)
+        if frontend.kind == "whisper":
+            self.normalizer = FeatureNormalizer(self.frontend.features.output_shape)
+        else:
+            self.normalizer = Normalizer(1 if frontend.kind == "mean_mfcc" else self._n_bins(frontend))
         self.model = model
         self.labels = list(labels)
         self.audio = audio
         self.per_window = per_window
         self.task = task
         self.meta = dict(meta or {})  # training corpora, protocol, metrics, train config ...
+        # softmax(logits / temperature): set by `calibrate` on validation speakers, saved in meta
+        self.temperature = float(self.meta.get("calibration", {}).get("temperature", 1.0))
 
     @staticmethod
     def _n_bins(cfg: FrontendConfig) -> int:
         return {"logmel": cfg.n_mels, "mfcc": cfg.n_mfcc, "stft": cfg.n_fft // 2}[cfg.kind]
 
+    @property
+    def encoder(self) -> nn.Module | None:
+        """The frozen pretrained encoder of a "whisper" front-end (None for the others)."""
+        return getattr(self.frontend.features, "encoder", None)
+
     def features(self, waves: torch.Tensor) -> torch.Tensor:
-        """(B, N) -> normalised features: (B, F, T), (B, T) or (B, C, F, W)."""
+        """(B, N) -> normalised features: (B, F, T), (B, T), (B, C, F, W) or (B, L + 1, 2, D)."""
         with torch.no_grad():
             f = self.frontend(waves)
         return self.normalizer(f)
@@ -99,7 +128,7 @@ class Pipeline(nn.Module):
         return self.model(feats.flatten(0, 1)).unflatten(0, (b, c))  # (B, C, K)
 
     def forward(self, waves: torch.Tensor) -> torch.Tensor:
-        out = self.logits(self.features(waves)).softmax(-1)
+        out = (self.logits(self.features(waves)) / self.temperature).softmax(-1)
         return out.mean(1) if self.per_window else out  # (B, K)
 
     @torch.inference_mode()
@@ -124,6 +153,7 @@ class Pipeline(nn.Module):
             "frontend": self.frontend.cfg.to_dict(),
             "model": {"name": self.model.name, "config": _jsonable(dataclasses.asdict(self.model.config))},
             "per_window": self.per_window,
+            **({"encoder": {"name": ENCODER_NAME, "sha256": self.encoder.sha256}} if self.encoder is not None else {}),
             **self.meta,
         }
 
@@ -161,25 +191,40 @@ class PipelineError(Exception):
     """A pipeline file is missing, damaged, or from an incompatible version."""
 
 
-def build_pipeline(desc: dict) -> Pipeline:
-    """A Pipeline with fresh weights from a description (the JSON half of a pipeline file)."""
+def build_pipeline(desc: dict, encoder_path: str | os.PathLike | None = None) -> Pipeline:
+    """A Pipeline with fresh weights from a description (the JSON half of a pipeline file).
+
+    A "whisper" front-end's encoder is loaded from its pinned packages, or from `encoder_path` (a
+    local copy of the same model); its sha256 must be the one the pipeline was trained with.
+    """
     from .models import create_model
 
     model = create_model(desc["model"]["name"], **desc["model"]["config"])
     meta = {k: v for k, v in desc.items() if k not in
-            {"format", "voxemo_version", "task", "labels", "audio", "frontend", "model", "per_window"}}
+            {"format", "voxemo_version", "task", "labels", "audio", "frontend", "model", "per_window", "encoder"}}
     audio = AudioSettings(**desc["audio"])
     frontend = dict(desc["frontend"])
     rate = frontend.pop("sample_rate", audio.sample_rate)  # files written before the rate was stored once
     if rate != audio.sample_rate:
         raise ValueError(f"the front-end's sample rate ({rate} Hz) differs from the audio's ({audio.sample_rate} Hz)")
-    return Pipeline(FrontendConfig.from_dict(frontend), model, desc["labels"],
+    encoder = None
+    if frontend.get("kind") == "whisper":
+        from .encoders import load_whisper_encoder
+
+        encoder = load_whisper_encoder(encoder_path)
+        want = desc.get("encoder", {}).get("sha256")
+        if want != encoder.sha256:
+            raise PipelineError(f"the pipeline was trained on the encoder with sha256 {want}; "
+                                f"{encoder.source or 'the installed one'} has {encoder.sha256}")
+    return Pipeline(FrontendConfig.from_dict(frontend), model, desc["labels"], encoder=encoder,
                     audio=audio, per_window=desc["per_window"],
                     task=desc.get("task", "emotion"), meta=meta)
 
 
-def load_pipeline(path: str | os.PathLike) -> Pipeline:
-    """Load `<path>.json` + `<path>.safetensors`; no pickle, no code from the file is run."""
+def load_pipeline(path: str | os.PathLike, encoder: str | os.PathLike | None = None) -> Pipeline:
+    """Load `<path>.json` + `<path>.safetensors`; no pickle, no code from the file is run.
+    `encoder`: a local copy of the pretrained encoder a "whisper" pipeline needs (default: the
+    pinned packages)."""
     from safetensors.torch import load_file
 
     weights, config = pipeline_files(path)
@@ -192,8 +237,12 @@ def load_pipeline(path: str | os.PathLike) -> Pipeline:
         raise PipelineError(f"{config}: not a voxemo pipeline description ({e})") from None
     if desc.get("format") != FORMAT:
         raise PipelineError(f"{config}: format {desc.get('format')!r} is not {FORMAT!r}")
+    from .encoders import EncoderError
+
     try:
-        pipe = build_pipeline(desc)
+        pipe = build_pipeline(desc, encoder)
+    except EncoderError as e:
+        raise PipelineError(f"{config}: {e}") from None
     except (KeyError, TypeError, ValueError) as e:
         raise PipelineError(f"{config}: the description does not fit this voxemo ({type(e).__name__}: {e})") from None
     try:

@@ -43,7 +43,13 @@ from .pipeline import Pipeline, PipelineError, clip_probabilities, load_pipeline
 RUNTIMES = ("torch", "onnx")
 BATCH_SIZE = 32  # windows per forward pass
 TIMELINE_MIN_SILENCE = 0.3  # s of non-speech that separate two speech regions of a timeline
-BUNDLED = Path(__file__).resolve().parent / "assets" / "voxemo_net" / "voxemo_net"  # + .json / .safetensors
+ASSETS = Path(__file__).resolve().parent / "assets"
+BUNDLED_MODELS = {  # name -> pipeline path (+ .json / .safetensors) of the models that ship inside voxemo
+    "voxemo_whisper": ASSETS / "voxemo_whisper" / "voxemo_whisper",  # the default: a head on frozen Whisper base
+    "voxemo_net": ASSETS / "voxemo_net" / "voxemo_net",  # the small, fastest model: a CNN + BiGRU from scratch
+}
+DEFAULT_MODEL = "voxemo_net"
+BUNDLED = BUNDLED_MODELS[DEFAULT_MODEL]
 
 
 def _named(labels: Sequence[str], p: np.ndarray) -> dict[str, float]:
@@ -333,18 +339,33 @@ class StreamListener:
 # --- loading and plotting ----------------------------------------------------------------------
 
 
-def load_model(path: str | os.PathLike | None = None, runtime: str = "torch", *,
-               onnx_path: str | os.PathLike | None = None, threads: int = 1) -> Predictor:
-    """A Predictor for a saved pipeline (`path` = P for P.json + P.safetensors), or, with no path,
-    for the model bundled with voxemo (voxemo/assets/voxemo_net). Raises PipelineError."""
-    if path is None:
-        weights, config = pipeline_files(BUNDLED)
+def resolve_model(path: str | os.PathLike | None) -> Path:
+    """A pipeline path from what a user names: None (the default bundled model), a bundled model's
+    name (`BUNDLED_MODELS`), a pipeline path P (P.json + P.safetensors), or a folder holding one."""
+    if path is None or str(path) in BUNDLED_MODELS:
+        bundled = BUNDLED_MODELS[DEFAULT_MODEL if path is None else str(path)]
+        weights, config = pipeline_files(bundled)
         if not (weights.is_file() and config.is_file()):
-            raise PipelineError(f"no bundled model in this installation: {BUNDLED.parent} holds no "
+            raise PipelineError(f"no bundled model in this installation: {bundled.parent} holds no "
                                 f"{config.name} and {weights.name}; pass the path of a pipeline "
                                 f"(written by `voxemo train ... --out PATH`)")
-        path = BUNDLED
-    return Predictor(load_pipeline(path), runtime, onnx_path, threads=threads)
+        return bundled
+    p = Path(path)
+    if p.is_dir():
+        found = sorted(p.glob("*.json"))
+        if len(found) == 1 and found[0].with_suffix(".safetensors").is_file():
+            return found[0].with_suffix("")
+    return p
+
+
+def load_model(path: str | os.PathLike | None = None, runtime: str = "torch", *,
+               onnx_path: str | os.PathLike | None = None, threads: int = 1,
+               encoder: str | os.PathLike | None = None) -> Predictor:
+    """A Predictor for a saved pipeline (`path` = P for P.json + P.safetensors, or a folder holding
+    one), a bundled model by name ("voxemo_whisper", "voxemo_net"), or with no path the default
+    bundled model. `encoder`: a local copy of the pretrained encoder a Whisper pipeline needs
+    (default: its pinned packages). Raises PipelineError."""
+    return Predictor(load_pipeline(resolve_model(path), encoder), runtime, onnx_path, threads=threads)
 
 
 def plot_timeline(timeline: dict, out_png: str | os.PathLike, *, title: str | None = None) -> Path:

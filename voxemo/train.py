@@ -139,10 +139,20 @@ def epoch_order(labels: torch.Tensor, cfg: TrainConfig, gen: torch.Generator) ->
     return torch.multinomial(weights, n, replacement=True, generator=gen)
 
 
-def feature_batches(pipe: Pipeline, waves: torch.Tensor, batch_size: int) -> Iterator[torch.Tensor]:
-    """Normalised features of `waves`, batch by batch, in eval mode."""
+def normalised(pipe: Pipeline, x: torch.Tensor, precomputed: bool = False) -> torch.Tensor:
+    """The model's input for a batch: `pipe.features(waves)`, or with `precomputed` the front-end's
+    output computed beforehand (a frozen encoder's cached statistics) through the normaliser only."""
+    if not precomputed:
+        return pipe.features(x)
+    with torch.no_grad():
+        return pipe.normalizer(x)
+
+
+def feature_batches(pipe: Pipeline, waves: torch.Tensor, batch_size: int,
+                    precomputed: bool = False) -> Iterator[torch.Tensor]:
+    """Normalised features of `waves` (or of precomputed front-end outputs), batch by batch, in eval mode."""
     pipe.eval()
-    return (pipe.features(waves[i : i + batch_size]) for i in range(0, waves.shape[0], batch_size))
+    return (normalised(pipe, waves[i : i + batch_size], precomputed) for i in range(0, waves.shape[0], batch_size))
 
 
 @torch.inference_mode()
@@ -168,14 +178,15 @@ def evaluate_features(pipe: Pipeline, batches: Iterable[torch.Tensor], labels: t
 VAL_CACHE_BYTES = 512 * 2**20  # validation features up to this size are computed once per run, not per epoch
 
 
-def validation_batches(pipe: Pipeline, waves: torch.Tensor, batch_size: int) -> Callable[[], Iterable[torch.Tensor]]:
+def validation_batches(pipe: Pipeline, waves: torch.Tensor, batch_size: int,
+                       precomputed: bool = False) -> Callable[[], Iterable[torch.Tensor]]:
     """The validation features batch by batch, each epoch: computed once and kept when they fit in
     VAL_CACHE_BYTES (the front-end and the normaliser do not change while the model trains), else
     recomputed per epoch. Same batches, same numbers either way."""
-    one = next(feature_batches(pipe, waves[:1], 1))
+    one = next(feature_batches(pipe, waves[:1], 1, precomputed))
     if one.element_size() * one.numel() * waves.shape[0] > VAL_CACHE_BYTES:
-        return lambda: feature_batches(pipe, waves, batch_size)
-    kept = list(feature_batches(pipe, waves, batch_size))
+        return lambda: feature_batches(pipe, waves, batch_size, precomputed)
+    kept = list(feature_batches(pipe, waves, batch_size, precomputed))
     return lambda: iter(kept)
 
 
@@ -189,9 +200,13 @@ def fit(
     resume: bool = False,
     on_epoch: Callable[[dict], None] | None = None,
     stop_after: int | None = None,
+    precomputed: bool = False,
 ) -> History:
     """Train `pipe` in place on train = (waves (B, N), labels (B,)); keep the best epoch on `val`.
 
+    precomputed: train and val hold the front-end's outputs computed beforehand (a frozen encoder's
+        statistics, once per clip) instead of waveforms; waveform and spectrogram augmentations
+        are then refused (make augmented copies before the front-end instead), mixup works.
     checkpoint_dir: where `last.safetensors` / `last.json` are written after every epoch; with
         `resume` a run continues from there (and a finished run returns its history at once).
     on_epoch: called with each epoch's record (the CLI draws its progress bar from it).
@@ -201,6 +216,9 @@ def fit(
     n_classes = len(pipe.labels)
     torch.manual_seed(cfg.seed)
     augmenter = Augmenter(cfg.augment)
+    if precomputed and augmenter.changes_waves_or_spectrograms():
+        raise ValueError("training on precomputed features: waveform and spectrogram augmentations cannot apply "
+                         "(noise, shift, gain, speed, SpecAugment); embed augmented copies before training instead")
     # Noisy copies (seed 003_2f41) are made once, from the training clips only, the same on resume.
     x_train, y_train = augmenter.expand(*train, torch.Generator().manual_seed(cfg.seed))
     weights = class_weight_tensor(y_train, n_classes) if cfg.class_weights else None
@@ -216,10 +234,10 @@ def fit(
             pipe.load_state_dict(best_state)
             return history
     else:
-        fit_normalizer(pipe, train[0], cfg.eval_batch_size)
+        fit_normalizer(pipe, train[0], cfg.eval_batch_size, precomputed)
         optimizer = make_optimizer(pipe.model.parameters(), cfg)
     higher_better = cfg.monitor != "val_loss"
-    val_batches = validation_batches(pipe, val[0], cfg.eval_batch_size) if val is not None else None
+    val_batches = validation_batches(pipe, val[0], cfg.eval_batch_size, precomputed) if val is not None else None
 
     for epoch in range(start, cfg.epochs):
         gen = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
@@ -231,7 +249,7 @@ def fit(
             if idx.numel() == 0:
                 break
             x, y = augmenter.augment_waves(x_train[idx], gen), y_train[idx]
-            feats = augmenter.augment_features(pipe.features(x), gen)
+            feats = augmenter.augment_features(normalised(pipe, x, precomputed), gen)
             target = nn.functional.one_hot(y, n_classes).float()
             if cfg.augment.mixup_alpha:
                 feats, target = augmenter.mix(feats, target, gen)
@@ -292,8 +310,11 @@ def soft_cross_entropy(logits: torch.Tensor, target: torch.Tensor, weights: torc
 
 
 @torch.no_grad()
-def fit_normalizer(pipe: Pipeline, waves: torch.Tensor, batch_size: int) -> None:
+def fit_normalizer(pipe: Pipeline, waves: torch.Tensor, batch_size: int, precomputed: bool = False) -> None:
     """Normaliser statistics from the training clips (no augmentation)."""
+    if precomputed:
+        pipe.normalizer.fit(waves)
+        return
     feats = torch.cat([pipe.frontend(waves[i : i + batch_size]) for i in range(0, waves.shape[0], batch_size)])
     pipe.normalizer.fit(feats)
 

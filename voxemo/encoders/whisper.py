@@ -61,6 +61,7 @@ MAX_SAMPLES = MAX_SECONDS * SAMPLE_RATE  # 480000
 MAX_FRAMES = MAX_SAMPLES // HOP_LENGTH  # 3000 mel frames -> 1500 encoder positions
 MIN_SAMPLES = N_FFT // 2 + 1  # reflect padding needs more samples than half a window
 LOG_FLOOR = 1e-10  # power floor before log10
+TARGET_RMS_DB = -20.0  # dBFS every clip is scaled to before the encoder heads' statistics (gain invariance)
 DYNAMIC_RANGE = 8.0  # log10 units kept below each clip's peak (80 dB)
 LAYER_NORM_EPS = 1e-5  # torch's default, as Whisper
 
@@ -101,6 +102,17 @@ def log_mel(wave: torch.Tensor, n_mels: int = N_MELS) -> torch.Tensor:
     logmel = mel.clamp(min=LOG_FLOOR).log10()
     peak = logmel.amax(dim=(1, 2), keepdim=True)  # (B, 1, 1): per clip (Whisper: per call, one clip)
     return (torch.maximum(logmel, peak - DYNAMIC_RANGE) + 4.0) / 4.0
+
+
+def level(waves: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+    """Each clip (B, N) scaled to an RMS of TARGET_RMS_DB dBFS over its own samples (`lengths`)."""
+    power = waves.square()
+    if lengths is None:
+        mean_power = power.mean(dim=1)
+    else:
+        mean_power = (power * (torch.arange(waves.shape[1]) < lengths[:, None])).sum(dim=1) / lengths.clamp(min=1)
+    gain = 10 ** (TARGET_RMS_DB / 20) / mean_power.clamp(min=1e-12).sqrt()  # (B,)
+    return waves * gain[:, None]
 
 
 def sinusoids(length: int, channels: int, max_timescale: float = 10000.0) -> torch.Tensor:
@@ -249,6 +261,19 @@ class WhisperEncoder(nn.Module):
     def forward(self, waves: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         """Whisper's encoder output (B, S, D) of waveforms (B, N) float32 at 16 kHz."""
         return self.hidden_states(waves, lengths)[-1]
+
+    def pooled_stats(self, waves: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """Mean and (population) std over each clip's own frames of every hidden state: (B, L + 1, 2, D).
+        The input of the encoder heads, computed the same way for the cache and in a pipeline. Each
+        clip is first scaled to one loudness (`level`), so its statistics do not depend on its gain."""
+        h = torch.stack(self.hidden_states(level(waves, lengths), lengths), dim=1)  # (B, L + 1, S, D), padding zeroed
+        if lengths is None:
+            return torch.stack([h.mean(dim=2), h.std(dim=2, correction=0)], dim=2)
+        n = self.output_frames(lengths).clamp(min=1)  # (B,)
+        keep = (torch.arange(h.shape[2]) < n[:, None])[:, None, :, None]  # (B, 1, S, 1)
+        mean = h.sum(dim=2) / n.to(h.dtype)[:, None, None]  # (B, L + 1, D)
+        var = ((h - mean[:, :, None]) ** 2 * keep).sum(dim=2) / n.to(h.dtype)[:, None, None]
+        return torch.stack([mean, var.sqrt()], dim=2)  # (B, L + 1, 2, D)
 
     def load_ct2_variables(self, v: dict[str, np.ndarray]) -> None:
         """Copy CTranslate2's encoder variables into this module (shapes must match its config)."""

@@ -99,4 +99,4 @@ def keras_lstm_init(lstm: nn.LSTM) -> nn.LSTM:
     return lstm
 
 
-from . import cnn, conv1d_lstm, rnn, td_cnn, transformer, voxemo_net  # noqa: E402,F401  (registration)
+from . import cnn, conv1d_lstm, encoder_heads, rnn, td_cnn, transformer, voxemo_net  # noqa: E402,F401  (registration)
