@@ -29,6 +29,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import sys
+import tempfile
+import threading
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -42,6 +47,9 @@ VAD_SAMPLE_RATE = 16000  # silero-vad works at 8 or 16 kHz; we always give it 16
 MIN_WINDOW = 0.5  # s: the shortest piece of audio a model is given (the CNN front ends need a few frames)
 LONG_CLIP = 2.0  # a clip longer than offset + LONG_CLIP * duration is heard as windows, not one crop
 CLIP_TAIL = 0.25  # a long clip's leftover after its last full window gets a window past this fraction of one
+MIN_SPEECH = 0.25  # s: a clip with less speech than this (silero-vad) is "no speech", not given an emotion
+TRUNCATED_SHARE = 0.9  # a file holding less than this share of the frames its header declares is truncated
+STREAMING_SIZE = 0xFFFFFF00  # a WAV data size at or above this is a streaming writer's placeholder, not a length
 
 
 class AudioError(Exception):
@@ -102,10 +110,7 @@ def load_audio(
         raise AudioError(p, "is a folder, not an audio file")
     if p.stat().st_size == 0:
         raise AudioError(p, "empty file (0 bytes)")
-    try:
-        x, sr_in = sf.read(str(p), dtype="float32", always_2d=False)
-    except (sf.LibsndfileError, RuntimeError, TypeError) as e:
-        raise AudioError(p, f"not an audio file soundfile can read ({e})") from None
+    x, sr_in = _read(p)
     x = to_mono(np.asarray(x, dtype=np.float32))
     check_signal(x, p)
     if min_duration and x.shape[0] / sr_in < min_duration:
@@ -118,6 +123,103 @@ def load_audio(
     if offset or duration is not None:
         x = crop_pad(x, sr, offset=offset, duration=duration)
     return np.ascontiguousarray(x, dtype=np.float32)
+
+
+def _read(p: Path) -> tuple[np.ndarray, int]:
+    """sf.read with libsndfile's failures as AudioError, the decoders' own stderr chatter kept off the
+    user's terminal, and a file shorter than its header says refused as truncated."""
+    errors = (sf.LibsndfileError, RuntimeError, TypeError, ValueError, MemoryError, OverflowError)
+    with quiet_decoders():
+        try:
+            info = sf.info(str(p))
+        except errors as e:
+            raise AudioError(p, f"{READ_ERROR} ({_libsndfile_message(e)})") from None
+        try:
+            x, sr_in = sf.read(str(p), dtype="float32", always_2d=False)
+        except errors as e:  # the header read, the data did not: cut short or damaged
+            raise AudioError(p, f"truncated or damaged: header says {info.frames / max(info.samplerate, 1):.2f} s, "
+                                f"the data cannot be decoded ({_libsndfile_message(e)})") from None
+    problem = truncation(info, np.shape(x)[0])
+    if problem:
+        raise AudioError(p, problem)
+    return x, sr_in
+
+
+READ_ERROR = "not an audio file soundfile can read"
+
+
+def _libsndfile_message(e: Exception) -> str:
+    """libsndfile's text without the path it quotes, and its "does not exist ... (possibly a pipe?)"
+    (what it says about content it does not recognise) said plainly."""
+    text = str(getattr(e, "error_string", "") or e)
+    if "possibly a pipe" in text or "File does not exist" in text:
+        return "format not recognised"
+    return re.sub(r"^Error opening '.*?': ", "", text)
+
+
+def truncation(info, frames_read: int) -> str | None:
+    """"truncated: header says X s, file holds Y s" when a file ends before the data its header
+    declares (libsndfile reads such a file silently, with fewer frames), else None.
+
+    WAV/AIFF: libsndfile's log says "data : <declared> (should be <present>)"; Ogg: "File ended
+    unexpectedly"; MP3 and others: fewer frames decoded than the header counts.
+    """
+    log = getattr(info, "extra_info", "") or ""
+    rate = max(int(info.samplerate), 1)
+    held = frames_read / rate
+    m = re.search(r"^(?:data|SSND)\s*:\s*(\d+) \(should be (\d+)\)", log, re.M)
+    per_sec = re.search(r"Bytes/sec\s*:\s*(\d+)", log)
+    if m and per_sec and int(per_sec.group(1)) > 0:
+        declared, present = int(m.group(1)), int(m.group(2))
+        if present < declared < STREAMING_SIZE:
+            return f"truncated: header says {declared / int(per_sec.group(1)):.2f} s, file holds {held:.2f} s"
+    if "File ended unexpectedly" in log:
+        return f"truncated: the stream ends without its end marker, file holds {held:.2f} s"
+    if 0 < frames_read < TRUNCATED_SHARE * info.frames or (frames_read == 0 and info.frames > 0):
+        return f"truncated: header says {info.frames / rate:.2f} s, file holds {held:.2f} s"
+    return None
+
+
+DECODER_CHATTER = re.compile(rb"^(Note|Warning|Error|\[[^\]]*libmpg123[^\]]*\])[: ]")  # libmpg123's stderr lines
+_quiet = {"depth": 0, "saved": None, "file": None}
+_quiet_lock = threading.Lock()
+
+
+@contextmanager
+def quiet_decoders():
+    """Hold C-level stderr (fd 2) in a temporary file while libsndfile runs, then pass on every line
+    that is not a decoder's "Note:"/"Warning:" chatter (libmpg123 prints them on content it cannot
+    sync to), so a user sees voxemo's one-line error and nothing else. Re-entrant and thread-safe:
+    the first decoder in redirects, the last one out restores."""
+    with _quiet_lock:
+        if _quiet["depth"] == 0:
+            try:
+                sys.stderr.flush()
+                saved, held = os.dup(2), tempfile.TemporaryFile()
+                os.dup2(held.fileno(), 2)
+                _quiet.update(saved=saved, file=held)
+            except OSError:  # no fd 2 to redirect: nothing to hide
+                _quiet.update(saved=None, file=None)
+        _quiet["depth"] += 1
+    try:
+        yield
+    finally:
+        with _quiet_lock:
+            _quiet["depth"] -= 1
+            if _quiet["depth"] == 0 and _quiet["saved"] is not None:
+                try:
+                    sys.stderr.flush()
+                except (OSError, ValueError):
+                    pass
+                os.dup2(_quiet["saved"], 2)
+                os.close(_quiet["saved"])
+                held = _quiet["file"]
+                held.seek(0)
+                kept = b"".join(line for line in held.read().splitlines(keepends=True) if not DECODER_CHATTER.match(line))
+                held.close()
+                _quiet.update(saved=None, file=None)
+                if kept:
+                    os.write(2, kept)
 
 
 def crop_pad(x: np.ndarray, sr: int, *, offset: float = 0.0, duration: float | None = None) -> np.ndarray:
@@ -173,17 +275,23 @@ def trim_vad(x: np.ndarray, sr: int, **vad_options) -> np.ndarray:
     return x[int(segments[0][0] * sr) : int(np.ceil(segments[-1][1] * sr))]
 
 
-_SILERO = None
+_SILERO = threading.local()
 
 
 def _silero_model():
-    """The silero-vad model, loaded once from the installed package (no network)."""
-    global _SILERO
-    if _SILERO is None:
+    """The silero-vad model, loaded once per thread from the installed package (no network): it keeps
+    state from frame to frame, so two threads (a server's requests) must not share one."""
+    if getattr(_SILERO, "model", None) is None:
         from silero_vad import load_silero_vad
 
-        _SILERO = load_silero_vad()
-    return _SILERO
+        _SILERO.model = load_silero_vad()
+    return _SILERO.model
+
+
+def speech_seconds(x: np.ndarray, sr: int) -> float:
+    """Seconds of speech silero-vad finds in `x` (the sum of `speech_segments`); below `MIN_SPEECH`
+    a clip is "no speech". Sung clips count as speech."""
+    return float(sum(e - s for s, e in speech_segments(x, sr)))
 
 
 class VoiceActivity:
@@ -316,7 +424,8 @@ def window_starts(n: int, win: int, hop: int, min_tail: int = 0) -> list[int]:
 def audio_info(path: str | os.PathLike) -> tuple[float, int, int]:
     """(duration in seconds, sample rate, channels) from the file header, without decoding."""
     try:
-        info = sf.info(str(path))
-    except (sf.LibsndfileError, RuntimeError, TypeError) as e:
-        raise AudioError(path, f"not an audio file soundfile can read ({e})") from None
+        with quiet_decoders():
+            info = sf.info(str(path))
+    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as e:
+        raise AudioError(path, f"{READ_ERROR} ({_libsndfile_message(e)})") from None
     return info.frames / info.samplerate, info.samplerate, info.channels

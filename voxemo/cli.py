@@ -388,6 +388,7 @@ def reproduce_cmd(
 ModelPathOpt = Annotated[Optional[Path], typer.Option("--model", "-m", help="Pipeline path (P for P.json + P.safetensors); without it, the model bundled with voxemo.")]
 RuntimeOpt = Annotated[str, typer.Option("--runtime", help="torch, or onnx (the same graph exported and run in onnxruntime).")]
 FORMATS = ("table", "csv", "json")
+NO_SPEECH = "no speech"  # the label column of table and CSV output for a clip without speech (JSON: label null)
 
 
 def load_predictor(model: Path | None, runtime: str = "torch", threads: int = 1):
@@ -520,6 +521,15 @@ def print_predictions(predictor, files: list[Path], fmt: str, writer) -> int:
             if "error" in r:
                 report_error(path, r["error"], fmt, writer, len(labels))
                 continue
+            if r.get("no_speech"):  # a result, not a failure: no emotion for noise, tones, silence
+                if fmt == "json":
+                    typer.echo(json.dumps({"path": str(path), "label": None, "no_speech": True, "speech": r["speech"]}))
+                elif writer:
+                    writer.writerow([path, NO_SPEECH, *[""] * len(labels), ""])
+                else:
+                    table.add_row(str(path), NO_SPEECH, "", f"{r['speech']:.2f} s of speech found",
+                                  *([named[path] or ""] if show_named else []))
+                continue
             p = r["probabilities"]
             if fmt == "json":
                 typer.echo(json.dumps({"path": str(path), "label": r["label"], "probabilities": {k: round(v, 6) for k, v in p.items()}}))
@@ -529,7 +539,7 @@ def print_predictions(predictor, files: list[Path], fmt: str, writer) -> int:
                 table.add_row(str(path), r["label"], f"{p[r['label']]:.2f}", _top(p), *([named[path] or ""] if show_named else []))
     if table.row_count:
         console.print(table)
-        known = [(named[f], r) for f, r in zip(files, results) if named[f] and "label" in r]
+        known = [(named[f], r) for f, r in zip(files, results) if named[f] and r.get("label")]
         if known:
             right = sum(n == r["label"] for n, r in known)
             console.print(f"{right} of {len(known)} files predicted as their file name labels them", highlight=False)
