@@ -4,8 +4,8 @@
 
 Decodes every clip of RAVDESS speech, RAVDESS song (singing must count as speech) and EmoDB as
 `voxemo predict` does (the bundled model's audio settings), measures the seconds of speech
-silero-vad finds (`audio.speech_seconds`), and prints per corpus how many clips fall below
-`audio.MIN_SPEECH` with the smallest amounts found.
+silero-vad finds (`audio.speech_seconds`), and prints per corpus how many clips fall under
+the gate (no frame at `audio.SPEECH_PROB`; shorter than `audio.MIN_SPEECH`) with the smallest amounts found.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-from voxemo.audio import MIN_SPEECH, AudioError, speech_seconds
+from voxemo.audio import AudioError, speech_seconds
 from voxemo.corpora import audio_files
 from voxemo.predict import BUNDLED
 from voxemo.pipeline import load_pipeline
@@ -34,9 +34,9 @@ def main(data: Path = DATA) -> None:
                 amounts.append((speech_seconds(audio.decode(f), audio.sample_rate), f))
             except AudioError as e:
                 errors.append(str(e))
-        below = [(s, f) for s, f in amounts if s < MIN_SPEECH]
+        below = [(s, f) for s, f in amounts if s == 0.0]
         least = ", ".join(f"{s:.2f} s ({f.name})" for s, f in sorted(amounts)[:3])
-        print(f"{name}: {len(files)} clips, {len(below)} below {MIN_SPEECH:g} s of speech (no speech), "
+        print(f"{name}: {len(files)} clips, {len(below)} with no speech, "
               f"{len(errors)} unreadable; least speech: {least}", flush=True)
         for s, f in below:
             print(f"  no speech: {f} ({s:.2f} s)")

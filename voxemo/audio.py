@@ -47,7 +47,8 @@ VAD_SAMPLE_RATE = 16000  # silero-vad works at 8 or 16 kHz; we always give it 16
 MIN_WINDOW = 0.5  # s: the shortest piece of audio a model is given (the CNN front ends need a few frames)
 LONG_CLIP = 2.0  # a clip longer than offset + LONG_CLIP * duration is heard as windows, not one crop
 CLIP_TAIL = 0.25  # a long clip's leftover after its last full window gets a window past this fraction of one
-MIN_SPEECH = 0.25  # s: a clip with less speech than this (silero-vad) is "no speech", not given an emotion
+MIN_SPEECH = 0.25  # s: a clip shorter than this is "no speech" (too short to hold a word), not given an emotion
+SPEECH_PROB = 0.5  # silero-vad's speech threshold: a clip none of whose 32 ms frames reaches it is "no speech"
 TRUNCATED_SHARE = 0.9  # a file holding less than this share of the frames its header declares is truncated
 STREAMING_SIZE = 0xFFFFFF00  # a WAV data size at or above this is a streaming writer's placeholder, not a length
 
@@ -289,9 +290,33 @@ def _silero_model():
 
 
 def speech_seconds(x: np.ndarray, sr: int) -> float:
-    """Seconds of speech silero-vad finds in `x` (the sum of `speech_segments`); below `MIN_SPEECH`
-    a clip is "no speech". Sung clips count as speech."""
-    return float(sum(e - s for s, e in speech_segments(x, sr)))
+    """Seconds of `x` in 32 ms frames whose silero-vad speech probability reaches `SPEECH_PROB`; 0.0
+    for a clip shorter than `MIN_SPEECH`. Zero means "no speech": no emotion is given.
+
+    Why frames and not `speech_segments` (which drops runs shorter than 250 ms): on the real corpora
+    silero-vad gives shouted or sobbed RAVDESS lines only a few frames above 0.5 (14 of 1440 clips
+    have no 250 ms segment, yet every clip has a frame at 0.63 or more), while noise, hum, DC, tones,
+    chords and clicks stay below 0.1 in every frame. Sung clips count as speech.
+    """
+    if x.shape[0] < MIN_SPEECH * sr:
+        return 0.0
+    probs = speech_probabilities(x, sr)
+    return float((probs >= SPEECH_PROB).sum() * VoiceActivity.FRAME / VAD_SAMPLE_RATE)
+
+
+def speech_probabilities(x: np.ndarray, sr: int) -> np.ndarray:
+    """silero-vad's speech probability of each whole 32 ms frame of `x` (resampled to 16 kHz), in order."""
+    import torch
+
+    x16 = np.ascontiguousarray(resample(x, sr, VAD_SAMPLE_RATE), dtype=np.float32)
+    n = VoiceActivity.FRAME
+    model = _silero_model()
+    model.reset_states()
+    with torch.inference_mode():
+        frames = torch.from_numpy(x16[: x16.shape[0] // n * n]).reshape(-1, n)
+        probs = np.array([float(model(frame, VAD_SAMPLE_RATE)) for frame in frames], np.float32)
+    model.reset_states()
+    return probs
 
 
 class VoiceActivity:

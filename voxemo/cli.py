@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -63,11 +64,23 @@ def scan_data(path: str, corpus: str | None, strict: bool):
         fail(str(e))
 
 
+@contextmanager
 def progress_bar():
+    """Progress bars on stderr; they stay on screen when the command finishes, and are cleared when
+    it ends in an error (the one-line error is what is left, not "training 0/?")."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                    console=err, transient=False)
+    bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                   console=err, transient=False)
+    bar.start()
+    try:
+        yield bar
+    except BaseException as e:
+        if not (isinstance(e, typer.Exit) and e.exit_code == 0):
+            bar.live.transient = True
+        raise
+    finally:
+        bar.stop()
 
 
 @data_app.command("info")
@@ -686,11 +699,12 @@ def listen_cmd(
 @app.command("serve")
 def serve_cmd(
     host: Annotated[str, typer.Option("--host", help="Address to listen on; 0.0.0.0 opens the service to the network.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port", help="TCP port.")] = 8000,
+    port: Annotated[int, typer.Option("--port", min=1, max=65535, help="TCP port (1-65535).")] = 8000,
     model: ModelPathOpt = None,
     runtime: RuntimeOpt = "torch",
-    max_upload_mb: Annotated[float, typer.Option("--max-upload-mb", help="Largest accepted upload in MB (413 above).")] = 20.0,
-    max_duration: Annotated[float, typer.Option("--max-duration", help="Longest accepted recording in seconds (413 above).")] = 600.0,
+    max_upload_mb: Annotated[float, typer.Option("--max-upload-mb", min=0.001, help="Largest accepted upload in MB (413 above).")] = 20.0,
+    max_duration: Annotated[float, typer.Option("--max-duration", min=1.0, help="Longest accepted recording in seconds (413 above).")] = 600.0,
+    budget: Annotated[float, typer.Option("--budget", min=1.0, help="Seconds of waiting and inference one request may take (503 above).")] = 60.0,
 ):
     """Serve the model over HTTP: a web page at /, POST /predict, GET /health and /model, docs at /docs."""
     try:
@@ -701,7 +715,7 @@ def serve_cmd(
     from .serve import create_app
 
     predictor = load_predictor(model, runtime)
-    web = create_app(predictor, max_upload_mb=max_upload_mb, max_duration_s=max_duration)
+    web = create_app(predictor, max_upload_mb=max_upload_mb, max_duration_s=max_duration, budget_s=budget)
     shown = f"[{host}]" if ":" in host else host
     console.print(f"voxemo: {', '.join(predictor.labels)} ({runtime}) on http://{shown}:{port}/  (API docs at /docs; Ctrl+C stops)",
                   highlight=False)

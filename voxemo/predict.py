@@ -36,7 +36,7 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 import torch
 
-from .audio import (CLIP_TAIL, MIN_SPEECH, MIN_WINDOW, SILENCE_PEAK, VAD_SAMPLE_RATE, AudioError, audio_info, fit,
+from .audio import (CLIP_TAIL, MIN_WINDOW, SILENCE_PEAK, VAD_SAMPLE_RATE, AudioError, audio_info, fit,
                     resample, speech_seconds, speech_segments, window_starts)
 from .pipeline import Pipeline, PipelineError, clip_probabilities, load_pipeline, pipeline_files
 
@@ -127,8 +127,8 @@ class Predictor:
     def predict(self, source, sr: int | None = None) -> dict:
         """One clip (a path, or an array with its rate `sr`) -> {"label", "probabilities": {label: p},
         "speech": seconds of speech}, prepared by the pipeline's `audio.prepare` as in training and
-        evaluation; or, when voice activity finds less than `MIN_SPEECH` s of speech (noise, tones,
-        a silent or very short clip), the no-speech record {"label": None, "no_speech": True, "speech"}
+        evaluation; or, when voice activity finds no speech (`audio.speech_seconds` is 0: noise, tones,
+        silence, a clip shorter than `MIN_SPEECH`), the no-speech record {"label": None, "no_speech": True, "speech"}
         (`no_speech`): a result, not an error, and no emotion. Raises AudioError for unusable audio
         (unreadable, truncated, empty, NaN)."""
         try:
@@ -138,7 +138,7 @@ class Predictor:
                 return no_speech(0.0)
             raise
         speech = speech_seconds(x, self.sample_rate)
-        if speech < MIN_SPEECH:
+        if speech == 0.0:
             return no_speech(speech)
         p = self.clip_probabilities([self.audio.windows(x)])[0]
         return {"label": self.labels[int(np.argmax(p))], "probabilities": _named(self.labels, p), "speech": round(speech, 2)}
@@ -203,7 +203,7 @@ class Predictor:
 
 
 def no_speech(speech: float) -> dict:
-    """The record of a clip with less than `MIN_SPEECH` s of speech: no label, no probabilities."""
+    """The record of a clip without speech (`audio.speech_seconds`): no label, no probabilities."""
     return {"label": None, "no_speech": True, "speech": round(float(speech), 2)}
 
 

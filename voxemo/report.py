@@ -67,12 +67,14 @@ def _write_json(path: Path, obj) -> None:
 
 
 def describe_protocol(metrics: dict) -> str:
-    """"speaker-independent (speaker k-fold, 6 folds)" or "random split (speaker-dependent)"."""
+    """"speaker-independent (speaker k-fold, 6 folds)", "... (speaker k-fold, 2 of 6 folds)" when
+    --max-folds ran fewer, or "random split (speaker-dependent)"."""
     protocol = metrics.get("protocol", "unknown")
     independent = metrics.get("speaker_independent", SPEAKER_INDEPENDENT.get(protocol, False))
     name = PROTOCOL_NAMES.get(protocol, str(protocol))
     n = len(_metric(metrics, "ua")["folds"]) if "ua" in metrics else 0
-    folds = f", {n} folds" if n > 1 else ""
+    total = metrics.get("folds_total") or n
+    folds = f", {n} of {total} folds" if n < total else f", {n} folds" if n > 1 else ""
     if independent:
         return f"speaker-independent ({name}{folds})"
     return f"{name} (speaker-dependent{folds})"

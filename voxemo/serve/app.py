@@ -2,7 +2,7 @@
 
     POST /predict   multipart upload (field `file`, one file, any format soundfile reads) -> label,
                     probabilities, seconds of speech, duration, or {"label": null, "no_speech": true}
-                    when voice activity finds less than `audio.MIN_SPEECH` s of speech (noise,
+                    when voice activity finds no speech (`audio.speech_seconds`: noise,
                     tones, silence, a very short clip); `?timeline=true&window=2&hop=0.5` adds the
                     timeline of a long recording
     GET  /health    {"status": "ok", ...}
