@@ -47,8 +47,9 @@ VAD_SAMPLE_RATE = 16000  # silero-vad works at 8 or 16 kHz; we always give it 16
 MIN_WINDOW = 0.5  # s: the shortest piece of audio a model is given (the CNN front ends need a few frames)
 LONG_CLIP = 2.0  # a clip longer than offset + LONG_CLIP * duration is heard as windows, not one crop
 CLIP_TAIL = 0.25  # a long clip's leftover after its last full window gets a window past this fraction of one
+MIN_SAMPLE_RATE = 4000  # Hz: below this a file cannot hold speech (and would resample into days of samples)
 MIN_SPEECH = 0.25  # s: a clip shorter than this is "no speech" (too short to hold a word), not given an emotion
-SPEECH_PROB = 0.5  # silero-vad's speech threshold: a clip none of whose 32 ms frames reaches it is "no speech"
+SPEECH_PROB = 0.15  # silero-vad speech probability; a clip none of whose 32 ms frames reaches it is "no speech"
 TRUNCATED_SHARE = 0.9  # a file holding less than this share of the frames its header declares is truncated
 STREAMING_SIZE = 0xFFFFFF00  # a WAV data size at or above this is a streaming writer's placeholder, not a length
 
@@ -71,6 +72,17 @@ def check_signal(x: np.ndarray, source: str | os.PathLike = "<array>") -> np.nda
     if float(np.max(np.abs(x))) < SILENCE_PEAK:
         raise AudioError(source, "signal is silent (peak below -80 dBFS)")
     return x
+
+
+def check_rate(sr, source: str | os.PathLike = "<array>") -> int:
+    """The sample rate as an int; AudioError below `MIN_SAMPLE_RATE` or not a whole positive number."""
+    try:
+        rate = int(sr)
+    except (TypeError, ValueError, OverflowError):
+        rate = 0
+    if rate != sr or rate < MIN_SAMPLE_RATE:
+        raise AudioError(source, f"sample rate {sr!r} Hz is not usable: speech needs at least {MIN_SAMPLE_RATE} Hz")
+    return rate
 
 
 def to_mono(x: np.ndarray) -> np.ndarray:
@@ -112,6 +124,7 @@ def load_audio(
     if p.stat().st_size == 0:
         raise AudioError(p, "empty file (0 bytes)")
     x, sr_in = _read(p)
+    check_rate(sr_in, p)
     x = to_mono(np.asarray(x, dtype=np.float32))
     check_signal(x, p)
     if min_duration and x.shape[0] / sr_in < min_duration:
@@ -293,10 +306,13 @@ def speech_seconds(x: np.ndarray, sr: int) -> float:
     """Seconds of `x` in 32 ms frames whose silero-vad speech probability reaches `SPEECH_PROB`; 0.0
     for a clip shorter than `MIN_SPEECH`. Zero means "no speech": no emotion is given.
 
-    Why frames and not `speech_segments` (which drops runs shorter than 250 ms): on the real corpora
-    silero-vad gives shouted or sobbed RAVDESS lines only a few frames above 0.5 (14 of 1440 clips
-    have no 250 ms segment, yet every clip has a frame at 0.63 or more), while noise, hum, DC, tones,
-    chords and clicks stay below 0.1 in every frame. Sung clips count as speech.
+    Why single frames at a low threshold and not `speech_segments` (silero's 0.5, runs of 250 ms):
+    silero-vad hears shouted or sobbed RAVDESS lines poorly: 14 of its 1440 speech clips have no
+    250 ms run at 0.5, 5 have no frame at 0.5, and the lowest clip peaks at 0.21. Noise (white,
+    brown, amplitude-modulated), DC, square waves, tones and vibrato stay below 0.05 in every
+    frame of two minutes; noise bursts reach 0.14. Harmonic hum and chirps can reach 0.8 and are
+    heard as speech: the gate catches non-speech of the kinds in issue 13, not every sound.
+    (benchmarks/no_speech_gate.py measures this on the real corpora.) Sung clips count as speech.
     """
     if x.shape[0] < MIN_SPEECH * sr:
         return 0.0
@@ -376,9 +392,13 @@ class AudioSettings:
             return load_audio(source, self.sample_rate, trim=self.trim)
         if sr is None:
             raise ValueError("an array needs its sample rate: pass sr=...")
-        x = to_mono(np.asarray(source, dtype=np.float32))
+        rate = check_rate(sr)
+        x = np.asarray(source, dtype=np.float32)
+        if x.ndim not in (1, 2):
+            raise AudioError("<array>", f"expected samples (N,) or (N, channels), not an array of shape {x.shape}")
+        x = to_mono(x)
         check_signal(x, "<array>")
-        x = resample(x, int(sr), self.sample_rate)
+        x = resample(x, rate, self.sample_rate)
         if self.trim is not None:
             x = TRIMMERS[self.trim](x, self.sample_rate)
         return np.ascontiguousarray(x, dtype=np.float32)

@@ -93,7 +93,7 @@ class Prediction(BaseModel):
         None, description="Probability of every class, in the model's label order; absent when there is no speech.")
     no_speech: bool = Field(False, description="True when voice activity found less speech than the model needs "
                                                "(noise, tones, silence, a very short clip): no emotion is given.")
-    speech: float = Field(description="Seconds of speech voice activity found in the recording.")
+    speech: float = Field(description="Seconds of speech voice activity found (32 ms frames at silero-vad's threshold).")
     duration: float = Field(description="Length of the uploaded recording in seconds.")
     timeline: Timeline | None = Field(None, description="Only when asked for with timeline=true.")
 
@@ -150,7 +150,7 @@ def create_app(predictor, *, max_upload_mb: float = 20, max_duration_s: float = 
         info.update({k: pipe.meta[k] for k in META_KEYS if k in pipe.meta})
         return _plain(info)
 
-    @app.post("/predict", response_model=Prediction, response_model_exclude_none=True,
+    @app.post("/predict", response_model=Prediction, response_model_exclude_unset=True,
               responses={413: {"description": "Upload too large or recording too long."},
                          415: {"description": "Not an audio file soundfile can read."},
                          422: {"description": "No `file` field or more than one file, audio without a usable signal "
@@ -210,7 +210,7 @@ def create_app(predictor, *, max_upload_mb: float = 20, max_duration_s: float = 
                 lane.release()
         finally:
             os.unlink(path)
-        body = {**out, "duration": x.shape[0] / sr}
+        body = {"no_speech": False, **out, "duration": x.shape[0] / sr}
         if tl is not None:
             body["timeline"] = tl
         return _plain(body)
