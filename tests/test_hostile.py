@@ -40,7 +40,10 @@ SR = 16000
 SPEECH = DATA / "ravdess_speech" / "Actor_01" / "03-01-05-01-01-01-01.flac"  # angry, 3.7 s
 SONG = DATA / "ravdess_song" / "Actor_01" / "03-02-05-01-01-01-01.flac"
 SHOUTED = DATA / "ravdess_speech" / "Actor_06" / "03-01-03-02-01-01-06.flac"  # the VAD's hardest real clip
-FUZZ = settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+# 60 fixed examples per fuzz test (derandomized: the same each run); VOXEMO_FUZZ_EXAMPLES=N draws N fresh ones
+FUZZ_EXAMPLES = int(os.environ.get("VOXEMO_FUZZ_EXAMPLES", 0))
+FUZZ = settings(max_examples=FUZZ_EXAMPLES or 60, deadline=None, suppress_health_check=list(HealthCheck),
+                derandomize=not FUZZ_EXAMPLES)
 runner = CliRunner()
 
 
