@@ -582,7 +582,9 @@ def predict_cmd(
 ):
     """Predict the emotion of audio files, or follow it over time through long recordings (--timeline).
 
-    A file that cannot be read gets a one-line error naming it, the others are still predicted, and the exit status is 1.
+    A file without speech (noise, tones, silence) is reported as "no speech", not given an emotion, and is not a failure.
+    A file that cannot be read (not audio, truncated, empty) gets a one-line error naming it, the others are still
+    predicted, and the exit status is 1.
     """
     import csv
     import sys
