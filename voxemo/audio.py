@@ -271,13 +271,14 @@ def speech_segments(x: np.ndarray, sr: int, *, threshold: float = 0.5, min_silen
     from silero_vad import get_speech_timestamps
 
     x16 = resample(x, sr, VAD_SAMPLE_RATE)
-    stamps = get_speech_timestamps(
-        torch.from_numpy(np.ascontiguousarray(x16)),
-        _silero_model(),
-        sampling_rate=VAD_SAMPLE_RATE,
-        threshold=threshold,
-        min_silence_duration_ms=int(min_silence * 1000),
-    )
+    with _silero_model() as model:
+        stamps = get_speech_timestamps(
+            torch.from_numpy(np.ascontiguousarray(x16)),
+            model,
+            sampling_rate=VAD_SAMPLE_RATE,
+            threshold=threshold,
+            min_silence_duration_ms=int(min_silence * 1000),
+        )
     return [(s["start"] / VAD_SAMPLE_RATE, s["end"] / VAD_SAMPLE_RATE) for s in stamps]
 
 
@@ -289,17 +290,28 @@ def trim_vad(x: np.ndarray, sr: int, **vad_options) -> np.ndarray:
     return x[int(segments[0][0] * sr) : int(np.ceil(segments[-1][1] * sr))]
 
 
-_SILERO = threading.local()
+_SILERO_POOL: list = []  # idle silero-vad models; one is taken per call, so no two threads share one
+_SILERO_LOCK = threading.Lock()
 
 
+@contextmanager
 def _silero_model():
-    """The silero-vad model, loaded once per thread from the installed package (no network): it keeps
-    state from frame to frame, so two threads (a server's requests) must not share one."""
-    if getattr(_SILERO, "model", None) is None:
+    """A silero-vad model from the installed package (no network), for this call only: it keeps
+    state from frame to frame, so concurrent callers (a server's requests) each take their own from
+    a pool, which grows only to the number of calls ever running at once."""
+    with _SILERO_LOCK:
+        model = _SILERO_POOL.pop() if _SILERO_POOL else None
+    if model is None:
         from silero_vad import load_silero_vad
 
-        _SILERO.model = load_silero_vad()
-    return _SILERO.model
+        model = load_silero_vad()
+    try:
+        model.reset_states()
+        yield model
+    finally:
+        model.reset_states()
+        with _SILERO_LOCK:
+            _SILERO_POOL.append(model)
 
 
 def speech_seconds(x: np.ndarray, sr: int) -> float:
@@ -326,13 +338,9 @@ def speech_probabilities(x: np.ndarray, sr: int) -> np.ndarray:
 
     x16 = np.ascontiguousarray(resample(x, sr, VAD_SAMPLE_RATE), dtype=np.float32)
     n = VoiceActivity.FRAME
-    model = _silero_model()
-    model.reset_states()
-    with torch.inference_mode():
+    with _silero_model() as model, torch.inference_mode():
         frames = torch.from_numpy(x16[: x16.shape[0] // n * n]).reshape(-1, n)
-        probs = np.array([float(model(frame, VAD_SAMPLE_RATE)) for frame in frames], np.float32)
-    model.reset_states()
-    return probs
+        return np.array([float(model(frame, VAD_SAMPLE_RATE)) for frame in frames], np.float32)
 
 
 class VoiceActivity:

@@ -28,7 +28,7 @@ in parallel. Inference runs in two lanes, one request at a time in each: the lon
 recordings over `LONG_INPUT_S` s and every timeline request, the short lane everything else, so a
 short clip never waits behind a long one (2 cores: one for each lane). The model is in eval mode
 and holds no state between calls (torch and onnxruntime may run it from two threads); silero-vad
-keeps state, so each thread has its own (`audio._silero_model`). To use more cores, run more
+keeps state, so each call takes its own from a pool (`audio._silero_model`). To use more cores, run more
 processes (several `voxemo serve` instances behind a proxy, or uvicorn workers each building
 their own app).
 """
