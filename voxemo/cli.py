@@ -540,7 +540,7 @@ def print_predictions(predictor, files: list[Path], fmt: str, writer) -> int:
                 elif writer:
                     writer.writerow([path, NO_SPEECH, *[""] * len(labels), ""])
                 else:
-                    table.add_row(str(path), NO_SPEECH, "", f"{r['speech']:.2f} s of speech found",
+                    table.add_row(str(path), NO_SPEECH, "", "no emotion given",
                                   *([named[path] or ""] if show_named else []))
                 continue
             p = r["probabilities"]
