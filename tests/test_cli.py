@@ -152,6 +152,7 @@ def test_overrides_win_over_the_config_and_none_is_ignored(tmp_path):
     ('model = "voxemo_net"\n[train]\nepoch = 3\n', "[train]: unknown key 'epoch'"),
     ('model = "voxemo_net"\n[audio]\nrate = 8000\n', "[audio]: unknown key 'rate'"),
     ('model = "voxemo_net"\n[frontend]\nmels = 8\n', "[frontend]: unknown key 'mels'"),
+    ('model = "voxemo_net"\n[model_overrides]\nchanels = [8, 16]\n', "[model_overrides] (voxemo_net): unknown key 'chanels'"),
 ])
 def test_unknown_tables_and_keys_are_named_with_the_valid_ones(tmp_path, text, named):
     from voxemo.config import ConfigError
@@ -166,3 +167,32 @@ def test_unknown_tables_and_keys_are_named_with_the_valid_ones(tmp_path, text, n
     assert r.exit_code == 2 and named in r.output and "Traceback" not in r.output
     if "table" in named:
         assert "[train], [frontend], [model_overrides], [audio]" in str(e.value)
+
+
+@pytest.mark.parametrize("args,words", [
+    (["serve", "--port", "99999"], "65535"),
+    (["serve", "--port", "0"], "--port"),
+    (["cv", "EXAMPLES", "--model", "voxemo_net", "--epochs", "0"], "epochs must be a whole number of at least 1, not 0"),
+    (["train", "EXAMPLES", "--model", "voxemo_net", "--out", "OUT", "--epochs", "0"], "epochs must be"),
+    (["cv", "EXAMPLES", "--model", "voxemo_net", "--max-folds", "0"], "max_folds must be"),
+])
+def test_user_mistakes_are_one_line_errors(tmp_path, args, words):
+    """Issue 13.5: no OverflowError or traceback for an impossible port or zero epochs."""
+    args = [str(REPO / "examples") if a == "EXAMPLES" else str(tmp_path / "m") if a == "OUT" else a for a in args]
+    r = run(*args)
+    assert r.exit_code == 2 and words in r.output and "Traceback" not in r.output, r.output
+    assert not r.exception or isinstance(r.exception, SystemExit)
+
+
+@pytest.mark.parametrize("flags,named", [
+    (["--emotions", "angry,sad,hapy"], "emotions: 'hapy' not in the data; valid: angry, boredom, disgust, fearful, happy"),
+    (["--channel", "sog"], "channel: 'sog' not in the data; valid: speech"),
+    (["--gender", "femal"], "gender: 'femal' not in the data; valid: female, male"),
+])
+@pytest.mark.parametrize("model", ["egemaps_svm", "cnn1d_baseline"])
+def test_misspelt_filters_are_named_with_the_valid_ones(tmp_path, flags, named, model):
+    """Issue 13.4: a misspelt filter value is an error naming it, for the networks and the SVM alike;
+    no run directory is left and no progress bar stays on screen."""
+    r = run("cv", DATA / "emodb", "--model", model, *flags, "--out", tmp_path / "run")
+    assert r.exit_code == 2 and named in r.output and "Traceback" not in r.output, r.output
+    assert "greater than one" not in r.output and "training" not in r.output  # bars cleared on the error

@@ -7,7 +7,7 @@ from typer.testing import CliRunner
 
 from voxemo.cli import app
 
-from .conftest import DATA
+from .conftest import DATA, REPO
 
 runner = CliRunner()
 QUICK = ["--epochs", "1", "--batch-size", "32"]
@@ -38,11 +38,22 @@ def test_cv_writes_the_run_directory_and_resumes(six_actors, tmp_path):
         assert 0 <= m[k]["mean"] <= 1
     assert (out / "report.md").is_file() and (out / "confusion.png").is_file() and (out / "config.json").is_file()
     assert "speaker-independent" in (out / "report.md").read_text()
+    assert "speaker k-fold, 2 of 3 folds" in (out / "report.md").read_text()  # --max-folds: 2 of the 3
     again = run("cv", six_actors, "--model", "cnn1d_baseline", "--folds", "3", "--max-folds", "2", "--out", out, *QUICK)
     assert again.exit_code == 2 and "--resume" in again.output  # never overwrites a finished run
     resumed = run("cv", six_actors, "--model", "cnn1d_baseline", "--folds", "3", "--max-folds", "2", "--out", out, "--resume", *QUICK)
     assert resumed.exit_code == 0, resumed.output
-    assert json.loads((out / "metrics.json").read_text())["ua"] == m["ua"]  # finished folds are reused
+    resumed_m = json.loads((out / "metrics.json").read_text())
+    assert resumed_m["ua"] == m["ua"]  # finished folds are reused
+    assert resumed_m["seconds"] >= 0.9 * m["seconds"]  # and their time still counts
+
+
+def test_evaluate_takes_the_bundled_folder_and_names_classes():
+    """Issue 13.7: the folder the README names works, and per-class entries carry class names."""
+    r = run("evaluate", REPO / "voxemo" / "assets" / "voxemo_net", f"emodb:{DATA / 'original_format' / 'emodb'}", "--json")
+    assert r.exit_code == 0, r.output
+    m = json.loads(r.output)
+    assert set(m["per_class"]) == set(m["classes"]) and "angry" in m["per_class"]
 
 
 def test_random_protocol_is_labelled_speaker_dependent(six_actors, tmp_path):

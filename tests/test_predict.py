@@ -255,7 +255,8 @@ def test_bundled_model_and_lazy_import():
 def test_bad_arguments(predictor):
     with pytest.raises(ValueError, match="runtime"):
         Predictor(predictor.pipeline, runtime="tensorrt")
-    with pytest.raises(AudioError, match="silent"):
-        predictor.predict(np.zeros(16000, np.float32), sr=16000)
+    assert predictor.predict(np.zeros(16000, np.float32), sr=16000)["no_speech"] is True  # silence: no speech, no error
+    with pytest.raises(AudioError, match="NaN"):
+        predictor.predict(np.full(16000, np.nan, np.float32), sr=16000)
     with pytest.raises(ValueError, match="at least"):
         predictor.timeline(UNSEEN[0], window=0.1)

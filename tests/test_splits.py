@@ -170,7 +170,8 @@ def test_filters_and_labels(ravdess, emodb):
     assert len(filter_utterances(ravdess, emotions=SIX, intensity="strong")) == 5 * 96  # neutral has no strong
     assert len(filter_utterances(ravdess, emotions=["anger", "sadness"])) == 2 * 192  # spellings map
     assert len(filter_utterances(ravdess, gender="female", channel="speech")) == 720
-    assert filter_utterances(ravdess, channel="song") == []
+    with pytest.raises(ValueError, match=r"channel: 'song' not in the data; valid: speech"):
+        filter_utterances(ravdess, channel="song")  # a speech-only folder
 
     y, classes = labels_for(six)
     assert classes == list(SIX)  # canonical order, not alphabetical
@@ -180,6 +181,18 @@ def test_filters_and_labels(ravdess, emodb):
     y, classes = labels_for(emodb, "gender")
     assert classes == ["female", "male"] and np.bincount(y).sum() == 535
     assert all(classes[i] == u.gender for i, u in zip(y, emodb))
+
+
+def test_filter_values_are_checked(ravdess, emodb):
+    """A misspelt filter value is named with the valid ones, never silently dropped (issue 13.4)."""
+    with pytest.raises(ValueError, match=r"emotions: .hapy. not in the data; valid: angry, calm, disgust"):
+        filter_utterances(ravdess, emotions=["angry", "sad", "hapy"])
+    with pytest.raises(ValueError, match=r"channel: 'sog' not in the data; valid: speech"):
+        filter_utterances(ravdess, channel="sog")
+    with pytest.raises(ValueError, match=r"gender: 'femal' not in the data; valid: female, male"):
+        filter_utterances(emodb, gender="femal")
+    with pytest.raises(ValueError, match=r"emotions: 'calm' not in the data; valid: angry, boredom"):
+        filter_utterances(emodb, emotions=["calm"])  # EmoDB has no calm
 
 
 def test_gender_labels_refuse_unknown(ravdess):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -63,11 +64,23 @@ def scan_data(path: str, corpus: str | None, strict: bool):
         fail(str(e))
 
 
+@contextmanager
 def progress_bar():
+    """Progress bars on stderr; they stay on screen when the command finishes, and are cleared when
+    it ends in an error (the one-line error is what is left, not "training 0/?")."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                    console=err, transient=False)
+    bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                   console=err, transient=False)
+    bar.start()
+    try:
+        yield bar
+    except BaseException as e:
+        if not (isinstance(e, typer.Exit) and e.exit_code == 0):
+            bar.live.transient = True
+        raise
+    finally:
+        bar.stop()
 
 
 @data_app.command("info")
@@ -390,6 +403,7 @@ def reproduce_cmd(
 ModelPathOpt = Annotated[Optional[Path], typer.Option("--model", "-m", help="Pipeline path (P for P.json + P.safetensors, or its folder), or a bundled model: voxemo_whisper (the default) or voxemo_net (small and fastest).")]
 RuntimeOpt = Annotated[str, typer.Option("--runtime", help="torch, or onnx (the same graph exported and run in onnxruntime).")]
 FORMATS = ("table", "csv", "json")
+NO_SPEECH = "no speech"  # the label column of table and CSV output for a clip without speech (JSON: label null)
 
 
 def load_predictor(model: Path | None, runtime: str = "torch", threads: int = 1):
@@ -522,6 +536,15 @@ def print_predictions(predictor, files: list[Path], fmt: str, writer) -> int:
             if "error" in r:
                 report_error(path, r["error"], fmt, writer, len(labels))
                 continue
+            if r.get("no_speech"):  # a result, not a failure: no emotion for noise, tones, silence
+                if fmt == "json":
+                    typer.echo(json.dumps({"path": str(path), "label": None, "no_speech": True, "speech": r["speech"]}))
+                elif writer:
+                    writer.writerow([path, NO_SPEECH, *[""] * len(labels), ""])
+                else:
+                    table.add_row(str(path), NO_SPEECH, "", "no emotion given",
+                                  *([named[path] or ""] if show_named else []))
+                continue
             p = r["probabilities"]
             if fmt == "json":
                 typer.echo(json.dumps({"path": str(path), "label": r["label"], "probabilities": {k: round(v, 6) for k, v in p.items()}}))
@@ -531,7 +554,7 @@ def print_predictions(predictor, files: list[Path], fmt: str, writer) -> int:
                 table.add_row(str(path), r["label"], f"{p[r['label']]:.2f}", _top(p), *([named[path] or ""] if show_named else []))
     if table.row_count:
         console.print(table)
-        known = [(named[f], r) for f, r in zip(files, results) if named[f] and "label" in r]
+        known = [(named[f], r) for f, r in zip(files, results) if named[f] and r.get("label")]
         if known:
             right = sum(n == r["label"] for n, r in known)
             console.print(f"{right} of {len(known)} files predicted as their file name labels them", highlight=False)
@@ -561,7 +584,9 @@ def predict_cmd(
 ):
     """Predict the emotion of audio files, or follow it over time through long recordings (--timeline).
 
-    A file that cannot be read gets a one-line error naming it, the others are still predicted, and the exit status is 1.
+    A file without speech (noise, tones, silence) is reported as "no speech", not given an emotion, and is not a failure.
+    A file that cannot be read (not audio, truncated, empty) gets a one-line error naming it, the others are still
+    predicted, and the exit status is 1.
     """
     import csv
     import sys
@@ -678,11 +703,12 @@ def listen_cmd(
 @app.command("serve")
 def serve_cmd(
     host: Annotated[str, typer.Option("--host", help="Address to listen on; 0.0.0.0 opens the service to the network.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port", help="TCP port.")] = 8000,
+    port: Annotated[int, typer.Option("--port", min=1, max=65535, help="TCP port (1-65535).")] = 8000,
     model: ModelPathOpt = None,
     runtime: RuntimeOpt = "torch",
-    max_upload_mb: Annotated[float, typer.Option("--max-upload-mb", help="Largest accepted upload in MB (413 above).")] = 20.0,
-    max_duration: Annotated[float, typer.Option("--max-duration", help="Longest accepted recording in seconds (413 above).")] = 600.0,
+    max_upload_mb: Annotated[float, typer.Option("--max-upload-mb", min=0.001, help="Largest accepted upload in MB (413 above).")] = 20.0,
+    max_duration: Annotated[float, typer.Option("--max-duration", min=1.0, help="Longest accepted recording in seconds (413 above).")] = 600.0,
+    budget: Annotated[float, typer.Option("--budget", min=1.0, help="Seconds of waiting and inference one request may take (503 above).")] = 60.0,
 ):
     """Serve the model over HTTP: a web page at /, POST /predict, GET /health and /model, docs at /docs."""
     try:
@@ -693,7 +719,7 @@ def serve_cmd(
     from .serve import create_app
 
     predictor = load_predictor(model, runtime)
-    web = create_app(predictor, max_upload_mb=max_upload_mb, max_duration_s=max_duration)
+    web = create_app(predictor, max_upload_mb=max_upload_mb, max_duration_s=max_duration, budget_s=budget)
     shown = f"[{host}]" if ":" in host else host
     console.print(f"voxemo: {', '.join(predictor.labels)} ({runtime}) on http://{shown}:{port}/  (API docs at /docs; Ctrl+C stops)",
                   highlight=False)

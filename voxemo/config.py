@@ -120,4 +120,37 @@ def experiment_from_config(path: str | Path | None = None, **overrides):
             exp.train_config(), exp.frontend_config()
     except (TypeError, ValueError) as e:
         raise ConfigError(f"bad configuration: {e}") from None
+    if not exp.is_baseline:
+        _check_model_overrides(where, d["model"], tables["model_overrides"])
+        _check_counts(where, {k: getattr(exp.train_config(), k) for k in ("epochs", "batch_size")} | {"lr": exp.train_config().lr})
+    _check_counts(where, {k: d.get(k) for k in ("folds", "max_folds", "val_speakers", "repeats")})
     return exp
+
+
+MINIMUM = {"epochs": 1, "batch_size": 1, "folds": 2, "max_folds": 1, "val_speakers": 1, "repeats": 1}  # least valid values
+
+
+def _check_counts(where: str, values: dict) -> None:
+    """Counts must be at least their MINIMUM and the learning rate positive: ConfigError naming the setting."""
+    for key, value in values.items():
+        if value is None:
+            continue
+        if key == "lr":
+            if not value > 0:
+                raise ConfigError(f"{where}: lr must be positive, not {value!r}")
+        elif isinstance(value, bool) or not isinstance(value, int) or value < MINIMUM[key]:
+            raise ConfigError(f"{where}: {key} must be a whole number of at least {MINIMUM[key]}, not {value!r}")
+
+
+def _check_model_overrides(where: str, model: str, overrides: dict) -> None:
+    """[model_overrides] keys must be fields of the model's config dataclass; ConfigError naming the
+    unknown key and listing the valid ones, or the model's own complaint about a value."""
+    from .models import create_model
+
+    valid = _fields(type(create_model(model).config))
+    _check_keys(f"{where} [model_overrides] ({model})", overrides, valid)
+    if overrides:
+        try:
+            create_model(model, **overrides)
+        except (TypeError, ValueError) as e:
+            raise ConfigError(f"{where} [model_overrides] ({model}): {e}") from None

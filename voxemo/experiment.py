@@ -218,12 +218,15 @@ def cross_validate(manifest: Sequence[Utterance], exp: Experiment, run_dir: Path
     (run_dir / "config.json").write_text(json.dumps(exp.to_dict(), indent=2))
     fold_metrics, histories = [], []
     t0 = time.perf_counter()
+    earlier = 0.0  # seconds the folds taken from an interrupted run took then
     for i, fold in enumerate(folds):
         fold_dir = run_dir / f"fold{i + 1:02d}"
         done_file = fold_dir / "metrics.json"
+        t_fold = time.perf_counter()
         if resume and done_file.is_file():
             saved = json.loads(done_file.read_text())
             m, h = saved["metrics"], saved["history"]
+            earlier += saved.get("seconds", 0.0)
         else:
             if exp.per_gender:
                 m, h = _per_gender_fold(exp, clips, waves, labels, classes, fold, genders, fold_dir, resume, on_epoch)
@@ -232,12 +235,12 @@ def cross_validate(manifest: Sequence[Utterance], exp: Experiment, run_dir: Path
                                            resume=resume, on_epoch=on_epoch)
                 h = history.curves()
             fold_dir.mkdir(parents=True, exist_ok=True)
-            done_file.write_text(json.dumps({"metrics": m, "history": h}))
+            done_file.write_text(json.dumps({"metrics": m, "history": h, "seconds": round(time.perf_counter() - t_fold, 1)}))
         fold_metrics.append(m)
         histories.append(h)
         if on_fold:
             on_fold(i, len(folds), m)
-    return finish_run(run_dir, exp, exp.to_dict(), plan, fold_metrics, histories, t0)
+    return finish_run(run_dir, exp, exp.to_dict(), plan, fold_metrics, histories, t0 - earlier)
 
 
 def _per_gender_fold(exp, clips, waves, labels, classes, fold, genders, fold_dir, resume, on_epoch):
@@ -329,7 +332,7 @@ def score_pipeline(pipe: Pipeline, manifest: Sequence[Utterance], *, decode_prog
     cols = [pipe.labels.index(c) for c in shared]
     pred = probs[:, cols].argmax(1)
     y = np.array([shared.index(getattr(u, attr)) for u in known])
-    m = classification_metrics(y, pred, list(range(len(shared))))
+    m = classification_metrics(y, pred, shared)  # per_class named by class, not by index
     m.update(classes=shared, unmapped=unmapped, n_unmapped=len(manifest) - len(known), n=len(known),
              protocol="held-out corpus" if not set(pipe.meta.get("corpora", [])) & {u.corpus for u in known}
              else "same corpus (speakers may overlap training)")

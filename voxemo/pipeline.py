@@ -173,7 +173,12 @@ class Pipeline(nn.Module):
 
 
 def pipeline_files(path: str | os.PathLike) -> tuple[Path, Path]:
+    """(P.safetensors, P.json) of a pipeline path P, given as P, P.json, P.safetensors, or a folder
+    holding P.json and P.safetensors (`voxemo/assets/voxemo_net`, or any folder with one pipeline)."""
     p = Path(path)
+    if p.is_dir():
+        inside = sorted(j.with_suffix("") for j in p.glob("*.json") if j.with_suffix(".safetensors").is_file())
+        p = p / p.name if (p / (p.name + ".json")).is_file() or len(inside) != 1 else inside[0]
     if p.suffix in (".safetensors", ".json"):
         p = p.with_suffix("")
     return p.with_name(p.name + ".safetensors"), p.with_name(p.name + ".json")

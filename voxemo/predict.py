@@ -36,8 +36,8 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 import torch
 
-from .audio import (CLIP_TAIL, MIN_WINDOW, SILENCE_PEAK, VAD_SAMPLE_RATE, AudioError, audio_info, fit, resample,
-                    speech_segments, window_starts)
+from .audio import (CLIP_TAIL, MIN_WINDOW, SILENCE_PEAK, VAD_SAMPLE_RATE, AudioError, audio_info, fit,
+                    resample, speech_seconds, speech_segments, window_starts)
 from .pipeline import Pipeline, PipelineError, clip_probabilities, load_pipeline, pipeline_files
 
 RUNTIMES = ("torch", "onnx")
@@ -131,14 +131,28 @@ class Predictor:
 
     # --- clips ----------------------------------------------------------------------------------
     def predict(self, source, sr: int | None = None) -> dict:
-        """One clip (a path, or an array with its rate `sr`) -> {"label", "probabilities": {label: p}},
-        prepared by the pipeline's `audio.prepare` as in training and evaluation."""
-        p = self.clip_probabilities([self.audio.prepare(source, sr)])[0]
-        return {"label": self.labels[int(np.argmax(p))], "probabilities": _named(self.labels, p)}
+        """One clip (a path, or an array with its rate `sr`) -> {"label", "probabilities": {label: p},
+        "speech": seconds of speech}, prepared by the pipeline's `audio.prepare` as in training and
+        evaluation; or, when voice activity finds no speech (`audio.speech_seconds` is 0: noise, tones,
+        silence, a clip shorter than `MIN_SPEECH`), the no-speech record {"label": None, "no_speech": True, "speech"}
+        (`no_speech`): a result, not an error, and no emotion. Raises AudioError for unusable audio
+        (unreadable, truncated, empty, NaN)."""
+        try:
+            x = self.audio.decode(source, sr)
+        except AudioError as e:
+            if is_silence(e):
+                return no_speech(0.0)
+            raise
+        speech = speech_seconds(x, self.sample_rate)
+        if speech == 0.0:
+            return no_speech(speech)
+        p = self.clip_probabilities([self.audio.windows(x)])[0]
+        return {"label": self.labels[int(np.argmax(p))], "probabilities": _named(self.labels, p), "speech": round(speech, 2)}
 
     def predict_many(self, paths: Iterable[str | os.PathLike], progress: Callable[[int], None] | None = None) -> list[dict]:
-        """Each path -> {"path", "label", "probabilities"} or {"path", "error"} (the AudioError text,
-        naming the file); a file that cannot be used never stops the others. `progress(1)` after each."""
+        """Each path -> {"path", **predict(path)} (an emotion or the no-speech record) or {"path",
+        "error"} (the AudioError text, naming the file); a file that cannot be used never stops the
+        others. `progress(1)` after each."""
         out = []
         for path in paths:
             try:
@@ -164,7 +178,7 @@ class Predictor:
         try:
             x = dataclasses.replace(self.audio, trim=None).decode(source, sr)  # times are the recording's
         except AudioError as e:
-            if not e.problem.startswith("signal is silent"):
+            if not is_silence(e):
                 raise
             duration = audio_info(source)[0] if isinstance(source, (str, os.PathLike)) else len(source) / sr
             return {"duration": round(duration, 3), "speech": [], "windows": [], "segments": []}
@@ -192,6 +206,16 @@ class Predictor:
         named = _named(self.labels, p)
         label = self.labels[int(np.argmax(p))]
         return {"label": label, "confidence": round(named[label], 4), "probabilities": named}
+
+
+def no_speech(speech: float) -> dict:
+    """The record of a clip without speech (`audio.speech_seconds`): no label, no probabilities."""
+    return {"label": None, "no_speech": True, "speech": round(float(speech), 2)}
+
+
+def is_silence(e: AudioError) -> bool:
+    """An AudioError that only says the signal is silent: no speech, not a broken file."""
+    return e.problem.startswith("signal is silent")
 
 
 def merge_windows(windows: list[dict], regions: list[int], labels: Sequence[str]) -> list[dict]:

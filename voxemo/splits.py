@@ -293,16 +293,25 @@ def filter_utterances(utts: Iterable[Utterance], *, channel: str | Iterable[str]
                       intensity: str | Iterable[str] | None = None, emotions: Iterable[str] | None = None,
                       gender: str | Iterable[str] | None = None) -> list[Utterance]:
     """The utterances that match every filter given (None = no filter; each takes a value or a
-    collection of values). Emotion spellings are mapped to canonical names ("anger" -> "angry")."""
-    channels, intensities, genders = _as_set(channel), _as_set(intensity), _as_set(gender)
+    collection of values). Emotion spellings are mapped to canonical names ("anger" -> "angry").
+
+    Every value must be one the data has: a misspelt or absent one ("hapy", "sog", "femal") raises
+    ValueError naming it and listing the values the data has, instead of silently keeping fewer
+    clips or classes. (A combination may still match nothing: neutral has no strong intensity.)
+    """
+    utts = list(utts)
     wanted = None if emotions is None else {canonical_emotion(e) for e in _as_set(emotions)}
-    return [
-        u for u in utts
-        if (channels is None or u.channel in channels)
-        and (intensities is None or u.intensity in intensities)
-        and (wanted is None or u.emotion in wanted)
-        and (genders is None or u.gender in genders)
-    ]
+    filters = {"channel": _as_set(channel), "intensity": _as_set(intensity), "gender": _as_set(gender), "emotion": wanted}
+    for attr, values in filters.items():
+        if values is None:
+            continue
+        have = {getattr(u, attr) for u in utts}
+        missing = sorted(map(str, values - have))
+        if missing:
+            valid = ", ".join(sorted(str(v) for v in have if v is not None)) or "none"
+            what = "emotions" if attr == "emotion" else attr
+            raise ValueError(f"{what}: {', '.join(map(repr, missing))} not in the data; valid: {valid}")
+    return [u for u in utts if all(v is None or getattr(u, a) in v for a, v in filters.items())]
 
 
 def labels_for(utts: Sequence[Utterance], task: str = "emotion") -> tuple[np.ndarray, list[str]]:

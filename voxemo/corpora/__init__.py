@@ -133,12 +133,37 @@ def scan_files(paths: Iterable[Path], parse, *, strict: bool) -> Manifest:
 
 
 def audio_files(root: Path) -> list[Path]:
-    """All files under `root` with an audio suffix, sorted; hidden files skipped, symlinks followed."""
-    out = []
+    """All files under `root` with an audio suffix, sorted; hidden files skipped.
+
+    Symlinks are followed, but every real folder is walked once (a link back up the tree, or to
+    itself, is not entered again: no loop) and every real file is listed once, under the first of
+    its paths in sorted order. Broken links are listed as they are (reported when read).
+    """
+    seen_dirs: set[tuple[int, int]] = set()
+    found: dict[tuple[int, int] | str, Path] = {}
     for folder, dirs, files in os.walk(root, followlinks=True):
-        dirs[:] = [d for d in dirs if not d.startswith(".")]
-        out += [Path(folder) / f for f in files if Path(f).suffix.lower() in AUDIO_SUFFIXES and not f.startswith(".")]
-    return sorted(out)
+        try:
+            st = os.stat(folder)
+        except OSError:
+            dirs[:] = []
+            continue
+        if (st.st_dev, st.st_ino) in seen_dirs:  # reached again through a link: already walked
+            dirs[:] = []
+            continue
+        seen_dirs.add((st.st_dev, st.st_ino))
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for f in sorted(files):
+            if Path(f).suffix.lower() not in AUDIO_SUFFIXES or f.startswith("."):
+                continue
+            path = Path(folder) / f
+            try:
+                fst = path.stat()
+                key: tuple[int, int] | str = (fst.st_dev, fst.st_ino)
+            except OSError:  # a broken link: keep it, the reader names the problem
+                key = str(path)
+            if key not in found or str(path) < str(found[key]):
+                found[key] = path
+    return sorted(found.values())
 
 
 def _modules():

@@ -1,7 +1,10 @@
 """The HTTP service: one FastAPI app around one `Predictor`.
 
-    POST /predict   multipart upload (field `file`, any format soundfile reads) -> label, probabilities,
-                    duration; `?timeline=true&window=2&hop=0.5` adds the timeline of a long recording
+    POST /predict   multipart upload (field `file`, one file, any format soundfile reads) -> label,
+                    probabilities, seconds of speech, duration, or {"label": null, "no_speech": true}
+                    when voice activity finds no speech (`audio.speech_seconds`: noise,
+                    tones, silence, a very short clip); `?timeline=true&window=2&hop=0.5` adds the
+                    timeline of a long recording
     GET  /health    {"status": "ok", ...}
     GET  /model     labels, training corpora, protocol and accuracy from the pipeline file, runtime
     GET  /          the web page (upload a file or record from the microphone)
@@ -14,11 +17,19 @@ saving, before decoding) gets 413. Content that is not usable audio (not audio, 
 gets 415 (soundfile cannot read it) or 422 (it reads, but holds no usable signal) with the message of
 `AudioError`; a missing `file` field gets FastAPI's 422.
 
+Bounded work. A request may not ask for more than the service will do: the timeline's hop is at
+least `MIN_HOP` s, its windows at most `max_windows` (counted from the header's duration before
+any decoding: 422 naming both numbers), and every request has a time budget (`budget_s`): inference
+checks it between batches and answers 503 once it is spent; a request that cannot start within
+its budget because its lane is busy gets 503 too ("try again").
+
 Concurrency. Uploads are saved and decoded (`load_audio`, the only decoder) in FastAPI's threadpool,
-in parallel. Inference shares one predictor and runs under one lock: a torch module and silero-vad's
-state (voice activity for the timeline) must not be used by two threads at once, and on a small CPU
-machine one inference at a time using all cores is as fast as two halves. To use more cores, run
-more processes (several `voxemo serve` instances behind a proxy, or uvicorn workers each building
+in parallel. Inference runs in two lanes, one request at a time in each: the long lane takes
+recordings over `LONG_INPUT_S` s and every timeline request, the short lane everything else, so a
+short clip never waits behind a long one (2 cores: one for each lane). The model is in eval mode
+and holds no state between calls (torch and onnxruntime may run it from two threads); silero-vad
+keeps state, so each call takes its own from a pool (`audio._silero_model`). To use more cores, run more
+processes (several `voxemo serve` instances behind a proxy, or uvicorn workers each building
 their own app).
 """
 
@@ -29,6 +40,7 @@ import os
 import re
 import tempfile
 import threading
+import time
 from importlib import resources
 from pathlib import Path
 import numpy as np
@@ -37,13 +49,18 @@ from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, Field
 
 from .. import __version__
-from ..audio import AudioError, audio_info, load_audio
+from ..audio import MIN_WINDOW, AudioError, audio_info, load_audio
 
 MB = 1000 * 1000  # limits are in decimal megabytes, as a user reads "20 MB"
 CHUNK = 1024 * 1024  # bytes copied from the upload to the temporary file at a time
 MULTIPART_SLACK = 64 * 1024  # room for multipart headers and boundaries over the file's own size
 READABLE_PREFIX = "not an audio file"  # AudioError problems that mean "soundfile cannot read this" -> 415
-META_KEYS = ("corpora", "protocol", "n_train", "validation_speakers", "validation_metrics", "cv_metrics")
+META_KEYS = ("corpora", "protocol", "n_train", "test_metrics", "test_protocol", "test_speakers", "licence",
+             "validation_speakers", "validation_metrics", "cv_metrics")
+MIN_HOP = 0.1  # s: the smallest timeline hop a request may ask for
+MAX_WINDOWS = 2400  # timeline windows one request may ask for (10 minutes of speech at a 0.25 s hop)
+BUDGET_S = 60.0  # s of work one request may take before it is answered 503
+LONG_INPUT_S = 30.0  # recordings longer than this (and every timeline) go to the long lane
 
 
 # --- response bodies (they also document the API at /docs) -------------------------------------------
@@ -71,8 +88,12 @@ class Timeline(BaseModel):
 
 
 class Prediction(BaseModel):
-    label: str = Field(description="The most probable class.")
-    probabilities: dict[str, float] = Field(description="Probability of every class, in the model's label order.")
+    label: str | None = Field(description="The most probable class; null when there is no speech.")
+    probabilities: dict[str, float] | None = Field(
+        None, description="Probability of every class, in the model's label order; absent when there is no speech.")
+    no_speech: bool = Field(False, description="True when voice activity found less speech than the model needs "
+                                               "(noise, tones, silence, a very short clip): no emotion is given.")
+    speech: float = Field(description="Seconds of speech voice activity found (32 ms frames at silero-vad's threshold).")
     duration: float = Field(description="Length of the uploaded recording in seconds.")
     timeline: Timeline | None = Field(None, description="Only when asked for with timeline=true.")
 
@@ -86,24 +107,27 @@ class Health(BaseModel):
 # --- the app -------------------------------------------------------------------------------------------
 
 def create_app(predictor, *, max_upload_mb: float = 20, max_duration_s: float = 600,
-               title: str = "voxemo") -> FastAPI:
+               max_windows: int = MAX_WINDOWS, budget_s: float = BUDGET_S, title: str = "voxemo") -> FastAPI:
     """A FastAPI app serving `predictor` (a `voxemo.predict.Predictor`); no server is started.
 
     max_upload_mb: largest accepted upload (MB; fractions allowed); larger ones get 413.
     max_duration_s: longest accepted recording (seconds); longer ones get 413.
+    max_windows: most timeline windows one request may ask for (422 above).
+    budget_s: seconds of waiting and inference one request may take (503 above).
     """
     max_bytes = int(max_upload_mb * MB)
     pipe = predictor.pipeline
     sr = pipe.audio.sample_rate
     runtime = str(getattr(predictor, "runtime", "torch"))
-    lock = threading.Lock()  # one inference at a time on the shared predictor (see the module docstring)
+    lanes = {"short": threading.Lock(), "long": threading.Lock()}  # one inference per lane (module docstring)
     page = resources.files(__package__).joinpath("static", "index.html").read_text(encoding="utf-8")
 
     app = FastAPI(title=title, version=__version__, docs_url=None,
                   description="Speech emotion recognition: upload a recording, get the emotion it expresses.")
     _offline_docs(app)
     app.state.predictor = predictor
-    app.state.limits = {"max_upload_mb": max_upload_mb, "max_duration_s": max_duration_s}
+    app.state.limits = {"max_upload_mb": max_upload_mb, "max_duration_s": max_duration_s,
+                        "min_hop_s": MIN_HOP, "max_windows": max_windows, "budget_s": budget_s}
     app.add_middleware(BodyLimit, limit=max_bytes + MULTIPART_SLACK, paths={"/predict"},
                        message=f"upload too large: the limit is {_mb(max_upload_mb)}")
 
@@ -126,47 +150,93 @@ def create_app(predictor, *, max_upload_mb: float = 20, max_duration_s: float = 
         info.update({k: pipe.meta[k] for k in META_KEYS if k in pipe.meta})
         return _plain(info)
 
-    @app.post("/predict", response_model=Prediction, response_model_exclude_none=True,
+    @app.post("/predict", response_model=Prediction, response_model_exclude_unset=True,
               responses={413: {"description": "Upload too large or recording too long."},
                          415: {"description": "Not an audio file soundfile can read."},
-                         422: {"description": "No `file` field, or audio without a usable signal (empty, silent, NaN)."}})
+                         422: {"description": "No `file` field or more than one file, audio without a usable signal "
+                                              "(empty, truncated, NaN), or a timeline asking for too many windows."},
+                         503: {"description": "The request's time budget ran out (busy, or too much work): try again."}})
     def predict(
-        file: UploadFile = File(..., description="A recording in any format soundfile reads (WAV, FLAC, OGG, MP3, ...)."),
+        file: list[UploadFile] = File(..., description="One recording in any format soundfile reads (WAV, FLAC, OGG, MP3, ...)."),
         timeline: bool = Query(False, description="Also return the timeline: windows, and segments of one emotion."),
-        window: float = Query(2.0, gt=0, le=60, description="Timeline window length in seconds."),
-        hop: float = Query(0.5, gt=0, le=60, description="Timeline hop between windows in seconds."),
+        window: float = Query(2.0, ge=MIN_WINDOW, le=60, description="Timeline window length in seconds."),
+        hop: float = Query(0.5, ge=MIN_HOP, le=60, description="Timeline hop between windows in seconds."),
         vad: bool = Query(True, description="Timeline: label only the parts with speech (silero-vad)."),
     ):
         """The emotion of an uploaded recording; with timeline=true, also how it changes over time.
 
         Runs in FastAPI's threadpool (a plain `def`), so the event loop is never blocked.
         """
+        from ..predict import is_silence, no_speech
+
+        deadline = time.monotonic() + budget_s
+        if len(file) != 1:
+            names = ", ".join(Path(f.filename or "upload").name for f in file)
+            raise HTTPException(422, f"send one file per request in the field `file`; got {len(file)} ({names})")
+        file = file[0]
         name = Path(file.filename or "upload").name or "upload"
         path = _save_upload(file, max_bytes, max_upload_mb, name)
         try:
+            duration = 0.0
             if os.path.getsize(path) > 0:  # an empty file gets load_audio's own message below
                 duration = _header_duration(path, name)
                 if duration > max_duration_s:
                     raise HTTPException(413, f"{name}: recording too long ({duration:.1f} s); "
                                              f"the limit is {max_duration_s:g} s")
+                asked = int(max(0.0, duration - window) // hop) + 2 if timeline else 0
+                if asked > max_windows:
+                    raise HTTPException(422, f"{name}: a timeline of {duration:.1f} s with hop {hop:g} s asks for up to "
+                                             f"{asked} windows; the limit is {max_windows}: raise hop to at least "
+                                             f"{max(MIN_HOP, duration / (max_windows - 2)):.2f} s or send a shorter recording")
             try:
                 x = load_audio(path, sr)
             except AudioError as e:
-                raise _audio_http_error(name, path, e) from None
-            with lock:
-                try:
-                    out = predictor.predict(x, sr=sr)
-                    tl = predictor.timeline(x, sr=sr, window=window, hop=hop, vad=vad) if timeline else None
-                except (AudioError, ValueError) as e:  # e.g. a clip too short for the model
-                    raise HTTPException(422, f"{name}: {getattr(e, 'problem', e)}") from None
+                if not is_silence(e):
+                    raise _audio_http_error(name, path, e) from None
+                return _plain({**no_speech(0.0), "duration": duration})
+            lane = lanes["long" if timeline or x.shape[0] > LONG_INPUT_S * sr else "short"]
+            if not lane.acquire(timeout=max(0.0, deadline - time.monotonic())):
+                raise HTTPException(503, f"{name}: the service is busy; try again in a moment", headers={"Retry-After": "5"})
+            try:
+                budgeted = _budgeted(predictor, deadline)
+                out = budgeted.predict(x, sr=sr)
+                tl = budgeted.timeline(x, sr=sr, window=window, hop=hop, vad=vad) if timeline else None
+            except OverBudget:
+                raise HTTPException(503, f"{name}: not finished within the time budget of {budget_s:g} s; "
+                                         f"send a shorter recording or a larger hop") from None
+            except (AudioError, ValueError) as e:  # e.g. a clip too short for the model
+                raise HTTPException(422, f"{name}: {getattr(e, 'problem', e)}") from None
+            finally:
+                lane.release()
         finally:
             os.unlink(path)
-        body = {"label": out["label"], "probabilities": out["probabilities"], "duration": x.shape[0] / sr}
+        body = {"no_speech": False, **out, "duration": x.shape[0] / sr}
         if tl is not None:
             body["timeline"] = tl
         return _plain(body)
 
     return app
+
+
+class OverBudget(Exception):
+    """A request's time budget ran out during inference."""
+
+
+def _budgeted(predictor, deadline: float):
+    """A shallow copy of `predictor` (same model) whose model calls raise OverBudget once `deadline`
+    (time.monotonic) has passed: inference runs in batches, so a long request stops between two."""
+    import copy
+
+    out = copy.copy(predictor)
+    run = predictor.run
+
+    def checked(waves):
+        if time.monotonic() > deadline:
+            raise OverBudget
+        return run(waves)
+
+    out.run = checked
+    return out
 
 
 def _save_upload(file: UploadFile, max_bytes: int, max_upload_mb: float, name: str) -> str:
