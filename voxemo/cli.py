@@ -128,13 +128,13 @@ def data_info(
 @app.command("features")
 def features(
     path: Annotated[str, typer.Argument(help="Corpus folder, or NAME:FOLDER.")],
-    kind: Annotated[str, typer.Option("--kind", "-k", help="logmel, mfcc, stft, mean_mfcc, egemaps or compare.")] = "logmel",
+    kind: Annotated[str, typer.Option("--kind", "-k", help="logmel, mfcc, stft, mean_mfcc, egemaps, compare, or whisper (Whisper base's per-layer mean and std, cached per clip).")] = "logmel",
     out: Annotated[Path, typer.Option("--out", "-o", help="Output .npz file (features, lengths, path, emotion, speaker, gender).")] = Path("features.npz"),
     corpus: CorpusOpt = None,
     strict: StrictOpt = False,
     sample_rate: Annotated[int, typer.Option("--sr", help="Sample rate the audio is resampled to (Hz).")] = SAMPLE_RATE,
-    offset: Annotated[float, typer.Option(help="Seconds skipped at the start of each clip (the papers use 0.5).")] = 0.5,
-    duration: Annotated[float, typer.Option(help="Seconds kept per clip, zero-padded when shorter; 0 keeps whole clips.")] = 3.0,
+    offset: Annotated[Optional[float], typer.Option(help="Seconds skipped at the start of each clip.  [default: 0.5, the papers'; 0 for whisper]")] = None,
+    duration: Annotated[Optional[float], typer.Option(help="Seconds kept per clip, zero-padded when shorter; 0 keeps whole clips.  [default: 3, the papers'; whole clips for whisper]")] = None,
     n_mels: Annotated[int, typer.Option(help="Mel bands (logmel, mfcc).")] = 128,
     n_mfcc: Annotated[int, typer.Option(help="Cepstral coefficients (mfcc, mean_mfcc).")] = 40,
     cache: Annotated[bool, typer.Option(help="Use the decoded-waveform cache ($VOXEMO_CACHE_DIR or the user cache folder).")] = True,
@@ -154,8 +154,10 @@ def features(
         fail(f"--out must end in .npz, not {out.name!r}")
     refuse_overwrite(out, force)
     m = scan_data(path, corpus, strict)
-    settings = AudioSettings(sample_rate, offset, duration or None)
-    cfg = None if kind in SMILE_SETS else FrontendConfig.for_kind(kind, n_mels=n_mels, n_mfcc=n_mfcc)
+    whole = kind == "whisper"  # the encoder models hear whole clips
+    settings = AudioSettings(sample_rate, (0.0 if whole else 0.5) if offset is None else offset,
+                             (None if whole else 3.0) if duration is None else duration or None)
+    cfg = None if kind in SMILE_SETS + ("whisper",) else FrontendConfig.for_kind(kind, n_mels=n_mels, n_mfcc=n_mfcc)
     with progress_bar() as bar, tempfile.TemporaryDirectory() as tmp:
         task = bar.add_task(f"{kind} features", total=2 * len(m))
         try:
