@@ -18,6 +18,7 @@ import dataclasses
 import json
 import math
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
@@ -87,6 +88,8 @@ class History:
     best_epoch: int = -1
     best_score: float | None = None
     stopped_early: bool = False
+    seconds: float = 0.0  # wall time of the epochs so far, over every sitting of a resumed run
+    resumed_seconds: float = 0.0  # of which earlier sittings (what the checkpoint held when this one began)
 
     def curves(self) -> dict:
         """Lists per key, as report.write_run draws them."""
@@ -272,6 +275,8 @@ def fit(
     higher_better = cfg.monitor != "val_loss"
     val_batches = validation_batches(pipe, val[0], cfg.eval_batch_size, precomputed) if val is not None else None
 
+    history.resumed_seconds = history.seconds
+    t_sitting = time.perf_counter()
     for epoch in range(start, cfg.epochs):
         gen = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
         order = epoch_order(y_train, cfg, gen)
@@ -321,6 +326,7 @@ def fit(
         else:
             bad_epochs += 1
         history.epochs.append(record)
+        history.seconds = history.resumed_seconds + time.perf_counter() - t_sitting
         if on_epoch:
             on_epoch(record)
         done = epoch + 1 == cfg.epochs or (val is not None and cfg.patience is not None and bad_epochs >= cfg.patience)
@@ -410,5 +416,5 @@ class Checkpoint:
         optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
         torch.set_rng_state(t["rng"])
         h = meta["history"]
-        history = History(h["epochs"], h["best_epoch"], h["best_score"], h["stopped_early"])
+        history = History(h["epochs"], h["best_epoch"], h["best_score"], h["stopped_early"], h.get("seconds", 0.0))
         return history, best, meta["bad_epochs"], meta["next_epoch"], meta["finished"]
