@@ -373,8 +373,9 @@ def reproduce_cmd(
     name: Annotated[str, typer.Argument(help="Recipe: seed000, seed001, seed002, seed003, seed004 or baselines (see voxemo/recipes/).")],
     data: Annotated[Optional[Path], typer.Option("--data", help="Folder holding ravdess_speech/, ravdess_song/ and emodb/ (each in its official layout).  [default: $VOXEMO_DATA]")] = None,
     quick: Annotated[bool, typer.Option("--quick", help="A few-minute smoke run: six speakers, one epoch, one fold. Not comparable with the paper.")] = False,
-    full: Annotated[bool, typer.Option("--full", help="Ignore the recipe's 30-minute [budget]: the paper's epochs and patience, every fold (hours on a CPU).")] = False,
+    full: Annotated[bool, typer.Option("--full", help="Train to convergence, ignoring the recipe's 30-minute [budget]: every fold, each run for the paper's epochs or until the validation score has not improved for the model's patience, whichever comes first (hours on a CPU; resumable with --resume).")] = False,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output folder (table.md, results.json, one run directory per row and protocol).  [default: runs/reproduce-NAME-<time>]")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run in --out: finished folds are kept, a fold in progress continues from its last finished epoch; the table's wall times add up every sitting.")] = False,
 ):
     """Rerun a paper's experiment: the paper's figure, ours under its protocol, ours speaker-independent."""
     import os
@@ -389,6 +390,10 @@ def reproduce_cmd(
     data = data or (Path(os.environ["VOXEMO_DATA"]) if os.environ.get("VOXEMO_DATA") else None)
     if data is None or not data.is_dir():
         fail(f"pass --data DIR (a folder with ravdess_speech/, ravdess_song/, emodb/) or set VOXEMO_DATA; got {data}")
+    if resume and out is None:
+        fail("--resume continues the run in --out DIR: pass the folder of the interrupted run")
+    if out is not None and not resume and out.is_dir() and any(out.iterdir()):
+        fail(f"{out} already holds a run: pass --resume to continue it, or choose another --out")
     out = out or new_run_dir("runs", f"reproduce-{name}" + ("-quick" if quick else "-full" if full else ""))
     with err.status("running") as status:
         try:
