@@ -246,9 +246,10 @@ def fit(
                          "(noise, shift, gain, speed, SpecAugment); embed augmented copies before training instead")
     # Noisy copies (seed 003_2f41) are made once, from the training clips only, the same on resume.
     x_train, y_train = augmenter.expand(*train, torch.Generator().manual_seed(cfg.seed))
-    # Features once per run: the front-end and, once fitted, the normaliser do not change while the model trains.
-    once = not precomputed and not augmenter.changes_waves() and features_fit(pipe, x_train, feature_memory)
-    if once:
+    # Features once per run: the front-end and, once fitted, the normaliser do not change while the model
+    # trains. Precomputed inputs (a frozen encoder's statistics) are front-end outputs already.
+    once = precomputed or (not augmenter.changes_waves() and features_fit(pipe, x_train, feature_memory))
+    if once and not precomputed:
         x_train = frontend_outputs(pipe, x_train, cfg.eval_batch_size)  # (N', ...): clips, then their noisy copies
     weights = class_weight_tensor(y_train, n_classes) if cfg.class_weights else None
     steps_per_epoch = math.ceil(y_train.shape[0] / cfg.batch_size)
@@ -266,7 +267,7 @@ def fit(
         if once:  # the clips only, not their copies, as fit_normalizer from waveforms
             pipe.normalizer.fit(x_train[: train[0].shape[0]])
         else:
-            fit_normalizer(pipe, train[0], cfg.eval_batch_size, precomputed)
+            fit_normalizer(pipe, train[0], cfg.eval_batch_size)
         optimizer = make_optimizer(pipe.model.parameters(), cfg)
     if once:
         with torch.no_grad():
@@ -290,8 +291,7 @@ def fit(
             if once:  # normalised features, computed before the first epoch
                 feats = augmenter.augment_features(x_train[idx], gen)
             else:
-                x = augmenter.augment_waves(x_train[idx], gen)
-                feats = augmenter.augment_features(normalised(pipe, x, precomputed), gen)
+                feats = augmenter.augment_features(pipe.features(augmenter.augment_waves(x_train[idx], gen)), gen)
             target = nn.functional.one_hot(y, n_classes).float()
             if cfg.augment.mixup_alpha:
                 feats, target = augmenter.mix(feats, target, gen)
@@ -353,11 +353,8 @@ def soft_cross_entropy(logits: torch.Tensor, target: torch.Tensor, weights: torc
 
 
 @torch.no_grad()
-def fit_normalizer(pipe: Pipeline, waves: torch.Tensor, batch_size: int, precomputed: bool = False) -> None:
+def fit_normalizer(pipe: Pipeline, waves: torch.Tensor, batch_size: int) -> None:
     """Normaliser statistics from the training clips (no augmentation)."""
-    if precomputed:
-        pipe.normalizer.fit(waves)
-        return
     pipe.normalizer.fit(frontend_outputs(pipe, waves, batch_size))
 
 
