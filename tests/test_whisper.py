@@ -14,6 +14,7 @@ cache use small random encoders written in CTranslate2's format here, so they ru
 
 from __future__ import annotations
 
+import json
 import hashlib
 import shutil
 import struct
@@ -297,3 +298,29 @@ def test_features_kind_whisper_writes_the_cached_statistics(encoder, data, tmp_p
     assert saved["features"].shape == (7, encoder.cfg.layers + 1, 2, encoder.cfg.width)
     again, _ = embed_corpus(scan(folder), AudioSettings(), encoder=encoder)  # read back from the cache
     np.testing.assert_array_equal(saved["features"], again)
+
+
+# --- a pipeline on the encoder, pointed at another copy of the weights ---
+
+def test_a_pipeline_runs_on_a_local_copy_of_its_encoder_and_refuses_another(encoder, data, tmp_path, tiny_file):
+    """`--encoder PATH`: the same weights from a local copy give the same answer; other weights are
+    refused with both checksums named, never silently used."""
+    from typer.testing import CliRunner
+
+    from voxemo.cli import app
+    from voxemo.experiment import Experiment, build
+
+    pipe = build(Experiment(model="encoder_probe"), ["neutral", "angry", "sad"])
+    pipe.save(tmp_path / "p")
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    (copy / "model.bin").write_bytes(b"".join(p.read_bytes() for p in W.wheel_parts()))
+    clip = data / "emodb" / "wav" / "03a01Wa.flac"
+    runs = {}
+    for name, extra in (("pinned", []), ("copy", ["--encoder", str(copy)])):
+        r = CliRunner().invoke(app, ["predict", str(clip), "--model", str(tmp_path / "p"), "--format", "json", *extra])
+        assert r.exit_code == 0, r.output
+        runs[name] = next(json.loads(line) for line in r.output.splitlines() if line.startswith("{"))
+    assert runs["copy"]["probabilities"] == pytest.approx(runs["pinned"]["probabilities"], abs=1e-6)
+    r = CliRunner().invoke(app, ["predict", str(clip), "--model", str(tmp_path / "p"), "--encoder", str(tiny_file)])
+    assert r.exit_code != 0 and W.WHISPER_BASE_SHA256 in r.output and "Traceback" not in r.output

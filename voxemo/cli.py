@@ -246,14 +246,15 @@ def train_cmd(
     intensity: IntensityOpt = None, emotions: EmotionsOpt = None, gender: GenderOpt = None,
     epochs: EpochsOpt = None, lr: LrOpt = None, batch_size: BatchOpt = None, seed: SeedOpt = None,
     val_speakers: Annotated[Optional[int], typer.Option("--val-speakers", help="Speakers held out for early stopping.  [default: 2]")] = None,
-    resume: ResumeOpt = False, force: ForceOpt = False,
+    resume: ResumeOpt = False, force: ForceOpt = False, encoder: EncoderOpt = None,
 ):
     """Train one pipeline on the given corpora, a few speakers held out for early stopping."""
     from .experiment import train_pipeline
     from .pipeline import pipeline_files
 
     exp = build_experiment(config, model=model, task=task, channel=channel, intensity=intensity, emotions=emotions,
-                           gender=gender, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, val_speakers=val_speakers)
+                           gender=gender, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, val_speakers=val_speakers,
+                           encoder=str(encoder) if encoder else None)
     if exp.is_baseline:
         fail(f"{exp.model} is a cross-validation baseline with no pipeline to save; run it with `voxemo cv`")
     for p in pipeline_files(out):
@@ -299,7 +300,7 @@ def cv_cmd(
     emotions: EmotionsOpt = None, gender: GenderOpt = None, epochs: EpochsOpt = None, lr: LrOpt = None,
     batch_size: BatchOpt = None, seed: SeedOpt = None,
     per_gender: Annotated[Optional[bool], typer.Option("--per-gender/--no-per-gender", help="One model per gender.")] = None,
-    resume: ResumeOpt = False,
+    resume: ResumeOpt = False, encoder: EncoderOpt = None,
 ):
     """Cross-validate a model under a protocol and write a run directory (metrics.json, report.md, plots)."""
     from .experiment import cross_validate
@@ -307,7 +308,8 @@ def cv_cmd(
 
     exp = build_experiment(config, model=model, protocol=protocol, folds=folds, max_folds=max_folds, task=task,
                            channel=channel, intensity=intensity, emotions=emotions, gender=gender, epochs=epochs,
-                           lr=lr, batch_size=batch_size, seed=seed, per_gender=per_gender)
+                           lr=lr, batch_size=batch_size, seed=seed, per_gender=per_gender,
+                           encoder=str(encoder) if encoder else None)
     check_run_dir(out, resume)
     manifest = load_data(data)
     out = out or new_run_dir("runs", exp.model)  # created only once the data is known to load
@@ -336,6 +338,7 @@ def evaluate_cmd(
     json_out: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON.")] = False,
     predictions: Annotated[Optional[Path], typer.Option("--predictions", help="Also write each clip's label and probabilities, one JSON object a line (what `voxemo predict` gives for that file).")] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite the --predictions file.")] = False,
+    encoder: EncoderOpt = None,
 ):
     """Score a saved pipeline on a corpus, also another corpus than it was trained on."""
     import json
@@ -347,7 +350,7 @@ def evaluate_cmd(
     if predictions is not None:
         refuse_overwrite(predictions, force)
     try:
-        pipe = load_pipeline(resolve_model(pipeline))
+        pipe = load_pipeline(resolve_model(pipeline), encoder)
     except PipelineError as e:
         fail(str(e))
     manifest = load_data(data)
@@ -407,13 +410,14 @@ def reproduce_cmd(
 
 # --- prediction ------------------------------------------------------------------------------------
 
+EncoderOpt = Annotated[Optional[Path], typer.Option("--encoder", help="A local copy of Whisper base (its CTranslate2 model.bin, or the folder holding it) for the encoder models.  [default: the pinned voxemo[whisper] packages]")]
 ModelPathOpt = Annotated[Optional[Path], typer.Option("--model", "-m", help="Pipeline path (P for P.json + P.safetensors, or its folder), or a bundled model: voxemo_whisper (the default) or voxemo_net (small and fastest).")]
 RuntimeOpt = Annotated[str, typer.Option("--runtime", help="torch, or onnx (the same graph exported and run in onnxruntime).")]
 FORMATS = ("table", "csv", "json")
 NO_SPEECH = "no speech"  # the label column of table and CSV output for a clip without speech (JSON: label null)
 
 
-def load_predictor(model: Path | None, runtime: str = "torch", threads: int = 1):
+def load_predictor(model: Path | None, runtime: str = "torch", threads: int = 1, encoder: Path | None = None):
     """A Predictor, with clear errors for a missing model or a missing ONNX install."""
     from .export import ExportError
     from .pipeline import PipelineError
@@ -422,7 +426,7 @@ def load_predictor(model: Path | None, runtime: str = "torch", threads: int = 1)
     if runtime not in RUNTIMES:
         fail(f"--runtime must be one of {', '.join(RUNTIMES)}, not {runtime!r}")
     try:
-        return load_model(model, runtime, threads=threads)
+        return load_model(model, runtime, threads=threads, encoder=encoder)
     except PipelineError as e:
         fail(str(e))
     except ExportError as e:
@@ -588,6 +592,7 @@ def predict_cmd(
     runtime: RuntimeOpt = "torch",
     threads: Annotated[int, typer.Option("--threads", help="onnxruntime intra-op threads (--runtime onnx).")] = 1,
     force: ForceOpt = False,
+    encoder: EncoderOpt = None,
 ):
     """Predict the emotion of audio files, or follow it over time through long recordings (--timeline).
 
@@ -610,7 +615,7 @@ def predict_cmd(
     if plot is not None:
         timeline = True
         check_plot(plot, files, force)
-    predictor = load_predictor(model, runtime, threads)
+    predictor = load_predictor(model, runtime, threads, encoder)
     writer = csv.writer(sys.stdout, lineterminator="\n") if fmt == "csv" else None
     if timeline:
         failed = print_timelines(predictor, files, fmt, writer, window, hop, plot)
@@ -627,6 +632,7 @@ def export_cmd(
     model: Annotated[Optional[Path], typer.Argument(help="Pipeline path (P for P.json + P.safetensors); without it, the model bundled with voxemo.")] = None,
     opset: Annotated[int, typer.Option("--opset", help="ONNX opset version.")] = 17,
     force: ForceOpt = False,
+    encoder: EncoderOpt = None,
 ):
     """Export a pipeline (front-end, normaliser, model, softmax) as one ONNX graph: waveform in, probabilities out."""
     from .export import ExportError, export_onnx
@@ -635,7 +641,7 @@ def export_cmd(
 
     refuse_overwrite(onnx, force)
     try:
-        pipe = load_pipeline(resolve_model(model))
+        pipe = load_pipeline(resolve_model(model), encoder)
     except PipelineError as e:
         fail(str(e))
     try:
@@ -686,6 +692,7 @@ def listen_cmd(
     model: ModelPathOpt = None,
     device: Annotated[Optional[str], typer.Option("--device", help="Input device: a number or part of a name (see `python -m sounddevice`); without it, the system's default.")] = None,
     window: Annotated[float, typer.Option("--window", help="Seconds per analysis window within a speech segment.")] = 2.0,
+    encoder: EncoderOpt = None,
 ):
     """Listen to the microphone and print the emotion of each speech segment as it ends (Ctrl-C stops)."""
     from .predict import MIN_WINDOW, StreamListener
@@ -698,7 +705,7 @@ def listen_cmd(
         fail(f"live input needs the PortAudio library ({e}); on Debian or Ubuntu: apt-get install libportaudio2")
     if window < MIN_WINDOW:
         fail(f"--window must be at least {MIN_WINDOW:g} s")
-    predictor = load_predictor(model)
+    predictor = load_predictor(model, encoder=encoder)
     dev = int(device) if device is not None and device.isdigit() else device
     try:
         rate = int(sd.query_devices(dev, "input")["default_samplerate"])
@@ -716,6 +723,7 @@ def serve_cmd(
     max_upload_mb: Annotated[float, typer.Option("--max-upload-mb", min=0.001, help="Largest accepted upload in MB (413 above).")] = 20.0,
     max_duration: Annotated[float, typer.Option("--max-duration", min=1.0, help="Longest accepted recording in seconds (413 above).")] = 600.0,
     budget: Annotated[float, typer.Option("--budget", min=1.0, help="Seconds of waiting and inference one request may take (503 above).")] = 60.0,
+    encoder: EncoderOpt = None,
 ):
     """Serve the model over HTTP: a web page at /, POST /predict, GET /health and /model, docs at /docs."""
     try:
@@ -725,7 +733,7 @@ def serve_cmd(
         fail(f"the service needs fastapi, uvicorn and python-multipart ({e.name} is missing): pip install 'voxemo[serve]'")
     from .serve import create_app
 
-    predictor = load_predictor(model, runtime)
+    predictor = load_predictor(model, runtime, encoder=encoder)
     web = create_app(predictor, max_upload_mb=max_upload_mb, max_duration_s=max_duration, budget_s=budget)
     shown = f"[{host}]" if ":" in host else host
     console.print(f"voxemo: {', '.join(predictor.labels)} ({runtime}) on http://{shown}:{port}/  (API docs at /docs; Ctrl+C stops)",
