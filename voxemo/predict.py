@@ -48,7 +48,7 @@ BUNDLED_MODELS = {  # name -> pipeline path (+ .json / .safetensors) of the mode
     "voxemo_whisper": ASSETS / "voxemo_whisper" / "voxemo_whisper",  # the default: a head on frozen Whisper base
     "voxemo_net": ASSETS / "voxemo_net" / "voxemo_net",  # the small, fastest model: a CNN + BiGRU from scratch
 }
-DEFAULT_MODEL = "voxemo_net"
+DEFAULT_MODEL = "voxemo_whisper"
 BUNDLED = BUNDLED_MODELS[DEFAULT_MODEL]
 
 
