@@ -185,6 +185,21 @@ LrOpt = Annotated[Optional[float], typer.Option("--lr", help="Learning rate.  [d
 BatchOpt = Annotated[Optional[int], typer.Option("--batch-size", help="Clips per step.  [default: the model's]")]
 SeedOpt = Annotated[Optional[int], typer.Option("--seed", help="Seed for folds, initialisation, order and augmentation.  [default: 0]")]
 ResumeOpt = Annotated[bool, typer.Option("--resume", help="Continue an interrupted run from its last finished epoch (and fold).")]
+ExecutorOpt = Annotated[str, typer.Option("--executor", help="local (in this process, one piece after another) or ray (each fold, row or trial a Ray task; a local Ray instance, or the cluster RAY_ADDRESS or --ray-address names; needs voxemo[ray]).")]
+RayAddressOpt = Annotated[Optional[str], typer.Option("--ray-address", help="--executor ray: the cluster's head (host:port, or auto).  [default: $RAY_ADDRESS, else a local instance]")]
+TaskCpusOpt = Annotated[int, typer.Option("--cpus-per-task", min=1, help="--executor ray: CPUs (torch threads) each fold, row or worker asks for.")]
+
+
+def open_executor(name: str, address: str | None = None, cpus: int = 1):
+    """The executor a command runs its pieces on, with a one-line error when Ray is missing or does not answer."""
+    from .executors import EXECUTORS, ExecutorError, make_executor
+
+    if name not in EXECUTORS:
+        fail(f"--executor must be one of {', '.join(EXECUTORS)}, not {name!r}")
+    try:
+        return make_executor(name, address=address, cpus=cpus)
+    except ExecutorError as e:
+        fail(str(e))
 
 
 def build_experiment(config: Path | None, **flags):
@@ -298,6 +313,7 @@ def cv_cmd(
     batch_size: BatchOpt = None, seed: SeedOpt = None,
     per_gender: Annotated[Optional[bool], typer.Option("--per-gender/--no-per-gender", help="One model per gender.")] = None,
     resume: ResumeOpt = False,
+    executor: ExecutorOpt = "local", ray_address: RayAddressOpt = None, cpus_per_task: TaskCpusOpt = 1,
 ):
     """Cross-validate a model under a protocol and write a run directory (metrics.json, report.md, plots)."""
     from .experiment import cross_validate
@@ -307,6 +323,7 @@ def cv_cmd(
                            channel=channel, intensity=intensity, emotions=emotions, gender=gender, epochs=epochs,
                            lr=lr, batch_size=batch_size, seed=seed, per_gender=per_gender)
     check_run_dir(out, resume)
+    runner = open_executor(executor, ray_address, cpus_per_task)
     manifest = load_data(data)
     out = out or new_run_dir("runs", exp.model)  # created only once the data is known to load
     with progress_bar() as bar:
@@ -315,11 +332,11 @@ def cv_cmd(
         ep = bar.add_task("training", total=None if exp.is_baseline else exp.train_config().epochs)
 
         def on_fold(i, n, m):
-            bar.update(fold_task, total=n, completed=i + 1, description=f"fold {i + 1}/{n}: UA {m['ua']:.3f}")
+            bar.update(fold_task, total=n, advance=1, description=f"fold {i + 1}/{n}: UA {m['ua']:.3f}")
             bar.reset(ep)
 
         try:
-            metrics = cross_validate(manifest, exp, out, resume=resume, on_fold=on_fold,
+            metrics = cross_validate(manifest, exp, out, resume=resume, on_fold=on_fold, executor=runner,
                                      on_epoch=epoch_printer(bar, ep), decode_progress=lambda n: bar.advance(dec, n))
         except ValueError as e:
             fail(str(e))
@@ -373,6 +390,7 @@ def reproduce_cmd(
     quick: Annotated[bool, typer.Option("--quick", help="A few-minute smoke run: six speakers, one epoch, one fold. Not comparable with the paper.")] = False,
     full: Annotated[bool, typer.Option("--full", help="Ignore the recipe's 30-minute [budget]: the paper's epochs and patience, every fold (hours on a CPU).")] = False,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output folder (table.md, results.json, one run directory per row and protocol).  [default: runs/reproduce-NAME-<time>]")] = None,
+    executor: ExecutorOpt = "local", ray_address: RayAddressOpt = None, cpus_per_task: TaskCpusOpt = 1,
 ):
     """Rerun a paper's experiment: the paper's figure, ours under its protocol, ours speaker-independent."""
     import os
@@ -387,10 +405,12 @@ def reproduce_cmd(
     data = data or (Path(os.environ["VOXEMO_DATA"]) if os.environ.get("VOXEMO_DATA") else None)
     if data is None or not data.is_dir():
         fail(f"pass --data DIR (a folder with ravdess_speech/, ravdess_song/, emodb/) or set VOXEMO_DATA; got {data}")
+    runner = open_executor(executor, ray_address, cpus_per_task)
     out = out or new_run_dir("runs", f"reproduce-{name}" + ("-quick" if quick else "-full" if full else ""))
     with err.status("running") as status:
         try:
-            results = reproduce(name, data, out, quick=quick, full=full, on_row=lambda r: status.update(f"{name}: {r}"))
+            results = reproduce(name, data, out, quick=quick, full=full, on_row=lambda r: status.update(f"{name}: {r}"),
+                                executor=runner)
         except ValueError as e:
             fail(str(e))
     from rich.markdown import Markdown
