@@ -198,6 +198,8 @@ def predict_files(files: Iterable[str | os.PathLike], out: str | os.PathLike, *,
     todo = list(dict.fromkeys(str(f) for f in files if str(f) not in done))
     kwargs = {"model": None if model is None else str(model), "runtime": runtime}
     counts = {"done_before": len(done), "written": 0, "failed": 0, "no_speech": 0}
+    if progress:
+        progress(len(set(map(str, files))) - len(todo) if not isinstance(files, Iterator) else 0)
     with open(out, "a") as fh:
         for batch in run_batches(PredictBatch, kwargs, todo, executor,
                                  workers=workers, batch_size=batch_size):
@@ -268,6 +270,8 @@ def feature_files(files: Iterable[str | os.PathLike], out_dir: str | os.PathLike
     kwargs = {"kind": kind, "audio": asdict(audio), "frontend": frontend, "encoder": encoder}
     meta = {k: v for k, v in kwargs.items() if k != "encoder"}
     counts = {"done_before": len(done), "written": 0, "failed": 0, "parts": 0}
+    if progress:
+        progress(len(set(map(str, files))) - len(todo) if not isinstance(files, Iterator) else 0)
     rows: list = []
     for batch in run_batches(FeatureBatch, kwargs, todo, executor,
                              workers=workers, batch_size=batch_size):

@@ -109,7 +109,7 @@ def import_ray():
 def ray_init(address: str | None = None, *, num_cpus: int | None = None, temp_dir: str | None = None):
     """Connect to Ray once per process and return the ray module.
 
-    Without `address` and RAY_ADDRESS: an embedded local instance with `num_cpus` CPUs, no
+    `address` "local", or none and no RAY_ADDRESS: an embedded local instance with `num_cpus` CPUs, no
     dashboard, usage statistics off, on 127.0.0.1 only. With either: that cluster ("host:port",
     "ray://host:port" or "auto"), or ExecutorError when its head does not answer within
     CONNECT_TIMEOUT_S (Ray itself would retry for minutes).
@@ -118,7 +118,7 @@ def ray_init(address: str | None = None, *, num_cpus: int | None = None, temp_di
     ray = import_ray()
     if ray.is_initialized():
         return ray
-    address = address or os.environ.get("RAY_ADDRESS") or None
+    address = None if address == "local" else address or os.environ.get("RAY_ADDRESS") or None
     kwargs: dict = {"log_to_driver": False, "configure_logging": False}
     if address is None:
         kwargs.update(num_cpus=num_cpus, _temp_dir=temp_dir, include_dashboard=False, _node_ip_address="127.0.0.1")
