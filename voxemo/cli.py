@@ -212,7 +212,7 @@ def features_to_parquet(path: str, kind: str, out: Path, audio, sizes: dict, exe
         except (AudioError, EncoderError) as e:
             fail(str(e))
     console.print(f"{c['written']} files -> {out} ({c['parts']} parts; {c['done_before']} were there already; "
-                  f"{c['failed']} could not be used)", highlight=False)
+                  f"{c['failed']} could not be used)", highlight=False, soft_wrap=True)
 
 
 # --- training and evaluation -----------------------------------------------------------------------
@@ -720,7 +720,7 @@ def predict_to_file(files, out, model, runtime, executor, ray_address, cpus, wor
             fail(str(e))
         bar.update(task, completed=len(files))
     console.print(f"{c['written']} files predicted into {out} ({c['done_before']} were there already; "
-                  f"{c['no_speech']} without speech, {c['failed']} could not be read)", highlight=False)
+                  f"{c['no_speech']} without speech, {c['failed']} could not be read)", highlight=False, soft_wrap=True)
     raise typer.Exit(1 if c["failed"] else 0)
 
 

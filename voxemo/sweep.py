@@ -36,6 +36,7 @@ from .config import ConfigError
 SPACE_TABLES = ("train", "model_overrides", "frontend")
 DISTRIBUTIONS = ("uniform", "loguniform", "randint", "choice")
 METRIC = "val_ua"  # what trials are scored and chosen on: the validation speakers' UA
+BEST = "best_val_ua"  # a trial's best METRIC so far (ASHA's rungs and the choice compare this)
 
 
 def load_space(path: str | Path, exp=None) -> dict:
@@ -97,10 +98,14 @@ def _trial(settings: dict, inputs=None, fold=None) -> None:
     exp = apply_settings(inputs.exp, settings)
     pipe = build(exp, inputs.classes)
     tr, va = torch.as_tensor(fold.train), torch.as_tensor(fold.val)
+    best = [0.0]
+
+    def report(r):
+        best[0] = max(best[0], r["val_ua"])
+        tune.report({BEST: best[0], METRIC: r["val_ua"], "val_loss": r["val_loss"], "epoch": r["epoch"] + 1})
+
     fit(pipe, (inputs.waves[tr], inputs.labels[tr]), (inputs.waves[va], inputs.labels[va]), exp.train_config(),
-        precomputed=uses_encoder(exp),
-        on_epoch=lambda r: tune.report({METRIC: r["val_ua"], "val_acc": r["val_acc"], "val_loss": r["val_loss"],
-                                        "epoch": r["epoch"] + 1}))
+        precomputed=uses_encoder(exp), on_epoch=report)
 
 
 def sweep_fold(inputs, fold, space: dict, *, trials: int, cpus: int, seed: int, grace_period: int, storage: str,
@@ -120,7 +125,7 @@ def sweep_fold(inputs, fold, space: dict, *, trials: int, cpus: int, seed: int, 
         trainable,
         param_space=to_tune(space),
         tune_config=tune.TuneConfig(
-            metric=METRIC, mode="max", num_samples=trials,
+            metric=BEST, mode="max", num_samples=trials,
             scheduler=ASHAScheduler(max_t=epochs, grace_period=min(grace_period, epochs)),
             search_alg=BasicVariantGenerator(random_state=seed)),
         run_config=tune.RunConfig(name=name, storage_path=storage, verbose=0),
@@ -128,12 +133,9 @@ def sweep_fold(inputs, fold, space: dict, *, trials: int, cpus: int, seed: int, 
     grid = tuner.fit()
     if grid.errors:
         raise ValueError(f"{len(grid.errors)} of {trials} trials failed, e.g.: {str(grid.errors[0]).strip().splitlines()[-1]}")
-    table = []
-    for r in grid:
-        df = r.metrics_dataframe
-        table.append({"settings": json.loads(json.dumps(r.config, default=_plain)),
-                      METRIC: float(df[METRIC].max()), "epochs": int(len(df))})
-    best = grid.get_best_result(metric=METRIC, mode="max", scope="all")
+    table = [{"settings": json.loads(json.dumps(r.config, default=_plain)), METRIC: float(r.metrics[BEST]),
+              "epochs": int(r.metrics["epoch"])} for r in grid]  # epochs below the cap: stopped by ASHA
+    best = grid.get_best_result(metric=BEST, mode="max", scope="last")
     return json.loads(json.dumps(best.config, default=_plain)), table
 
 
