@@ -6,7 +6,12 @@
    0.5 s); times `--steps` training steps after one warm-up step and prints seconds per step, clips/s
    and the seconds one epoch of a 6-fold speaker-independent training part would take (1440 clips less
    a test fold of 240 and 2 validation actors: 1080 clips; for per-window models each clip is several
-   windows, counted as one clip).
+   windows, counted as one clip), side by side for the two paths of one run (issue 14):
+   "old": features from the waveforms in every batch, the model computed as before issue 14 (default
+   memory layout, ReLU before MaxPool in the td_cnn blocks; `as_before`);
+   "new": features computed once per run (`train.fit` when no augmentation changes the waveforms;
+   their one-off cost, for 1080 clips, in its own column) and the model as it is now.
+   A model whose augmentation changes the waveforms per epoch keeps the per-batch features (marked).
 2. One actor-disjoint fold (fold 1 of 6, 4 test actors, 2 validation actors) of voxemo_net trained
    with its defaults: wall time, best epoch, time to the best epoch, test UA/WA (8 classes).
    Targets on 2 cores: one fold <= 180 s; a full 6-fold CV <= 20 minutes (6 x the fold time).
@@ -39,21 +44,44 @@ FOLD_TARGET_S = 180
 CV_TARGET_S = 20 * 60
 
 
-def time_model(name: str, waves: torch.Tensor, labels: torch.Tensor, classes: list[str], steps: int) -> tuple[float, int]:
+def as_before(model: torch.nn.Module) -> torch.nn.Module:
+    """The model computed as before issue 14, same weights: default memory layout, and in td_cnn
+    blocks ReLU before MaxPool (tests/test_models.py checks the two give the same numbers)."""
+    model = model.to(memory_format=torch.contiguous_format)
+    for block in getattr(model, "cnn", []):
+        block[2], block[3] = block[3], block[2]
+    return model
+
+
+def time_model(name: str, waves: torch.Tensor, labels: torch.Tensor, classes: list[str], steps: int,
+               old: bool = False) -> tuple[float, int, float | None]:
+    """(seconds a step, batch size, seconds to compute the features of 1080 clips once, or None
+    when they are computed per batch)."""
     exp = Experiment(model=name)
     cfg = exp.train_config()
     pipe = build(exp, classes)
-    pipe.normalizer.fit(pipe.frontend(waves[:64]))
-    opt = make_optimizer(pipe.model.parameters(), cfg)
     aug = Augmenter(cfg.augment)
+    once = not old and not aug.changes_waves()
+    if old:
+        pipe.model = as_before(pipe.model)
+    t = time.perf_counter()
+    with torch.no_grad():
+        feats_all = torch.cat([pipe.frontend(waves[i : i + 128]) for i in range(0, waves.shape[0], 128)])
+    pipe.normalizer.fit(feats_all)
+    feats_all = pipe.normalizer(feats_all)
+    setup = (time.perf_counter() - t) * TRAIN_CLIPS / waves.shape[0] if once else None
+    opt = make_optimizer(pipe.model.parameters(), cfg)
     gen = torch.Generator().manual_seed(0)
     bs = cfg.batch_size
     pipe.train()
 
     def step(i):
         idx = torch.arange(i * bs, (i + 1) * bs) % waves.shape[0]
-        x, y = aug.augment_waves(waves[idx], gen), labels[idx]
-        feats = aug.augment_features(pipe.features(x), gen)
+        y = labels[idx]
+        if once:
+            feats = aug.augment_features(feats_all[idx], gen)
+        else:
+            feats = aug.augment_features(pipe.features(aug.augment_waves(waves[idx], gen)), gen)
         logits = pipe.logits(feats)
         target = torch.nn.functional.one_hot(y, len(classes)).float()
         if pipe.per_window:
@@ -67,7 +95,7 @@ def time_model(name: str, waves: torch.Tensor, labels: torch.Tensor, classes: li
     t = time.perf_counter()
     for i in range(1, steps + 1):
         step(i)
-    return (time.perf_counter() - t) / steps, bs
+    return (time.perf_counter() - t) / steps, bs, setup
 
 
 def main():
@@ -76,8 +104,9 @@ def main():
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--models", default=None, help="comma-separated subset (default: all)")
     ap.add_argument("--skip-fold", action="store_true")
+    ap.add_argument("--threads", type=int, default=2, help="torch threads (default 2: the machine's cores)")
     args = ap.parse_args()
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     print(f"torch threads: {torch.get_num_threads()}")
     utts = scan(args.data)
     y, classes = labels_for(utts)
@@ -87,10 +116,14 @@ def main():
         waves = torch.from_numpy(np.stack([PAPER_AUDIO.crop(x) for x in WaveformCache(PAPER_AUDIO, tmp).load_many([utts[i].path for i in pick])]))
     labels = torch.as_tensor(y[pick])
     names = args.models.split(",") if args.models else list_models()
-    print(f"\n{'model':22s} {'batch':>5s} {'s/step':>8s} {'clips/s':>8s} {'s/epoch (1080 clips)':>21s}")
+    print(f"\n{'model':22s} {'batch':>5s} {'s/step old':>10s} {'s/step new':>10s} {'clips/s new':>11s} "
+          f"{'s/epoch old':>11s} {'s/epoch new':>11s} {'speed-up':>8s} {'features once (s)':>17s}")
     for name in names:
-        per_step, bs = time_model(name, waves, labels, classes, args.steps)
-        print(f"{name:22s} {bs:5d} {per_step:8.3f} {bs / per_step:8.1f} {math.ceil(TRAIN_CLIPS / bs) * per_step:21.1f}")
+        old, bs, _ = time_model(name, waves, labels, classes, args.steps, old=True)
+        new, _, setup = time_model(name, waves, labels, classes, args.steps)
+        n = math.ceil(TRAIN_CLIPS / bs)
+        print(f"{name:22s} {bs:5d} {old:10.3f} {new:10.3f} {bs / new:11.1f} {n * old:11.1f} {n * new:11.1f} "
+              f"{old / new:7.1f}x {'per batch (waves change)' if setup is None else f'{setup:17.1f}'}")
     if args.skip_fold:
         return
     print("\nvoxemo_net, fold 1 of 6 (speaker-independent, 8 classes), its default training:")

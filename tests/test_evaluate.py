@@ -61,3 +61,16 @@ def test_aggregate_mean_std_and_summed_confusion():
     assert agg["pooled"]["wa"] == 0.75 and agg["n_folds"] == 2 and agg["classes"] == ["a", "b"]
     with pytest.raises(ValueError, match="classes"):
         aggregate([f1, classification_metrics([0], [0], ["a", "c"])])
+
+
+def test_collapse_flags_name_one_class_and_a_loss_at_chance():
+    import math
+
+    from voxemo.evaluate import collapse_flags
+
+    one_class = [[5, 0, 0], [4, 0, 0], [5, 0, 1]]  # 14 of 15 predictions are class 0
+    healthy = [[4, 1, 0], [1, 3, 0], [0, 1, 5]]
+    assert collapse_flags(one_class) == ["one class"]
+    assert collapse_flags(healthy) == []
+    assert collapse_flags(healthy, [math.log(3), 0.99 * math.log(3)]) == ["loss at chance"]
+    assert collapse_flags(one_class, [1.2, 0.4]) == ["one class"]

@@ -187,3 +187,55 @@ def test_transformer_pools_frames_into_tokens():
     assert model(torch.randn(2, 40, 301)).shape == (2, 8)
     assert seen["tokens"] == 76  # ceil(301 / 4)
     assert create_model("transformer", n_classes=8, pool=1)(torch.randn(2, 40, 37)).shape == (2, 8)
+
+
+# --- faster layouts, same math (issue 14) ------------------------------------------------------------
+
+def _as_before(model: torch.nn.Module) -> torch.nn.Module:
+    """A copy of a td_cnn / cnn2d model computed as before issue 14: weights in the default layout,
+    ReLU before MaxPool in every td_cnn block."""
+    import copy
+
+    old = copy.deepcopy(model).to(memory_format=torch.contiguous_format)
+    if hasattr(old, "cnn"):
+        for block in old.cnn:  # conv, bn, pool, relu, drop -> conv, bn, relu, pool, drop
+            block[2], block[3] = block[3], block[2]
+    return old
+
+
+def _outputs_and_grads(model, x):
+    x = x.clone().requires_grad_(True)
+    out = model(x)
+    (out * torch.linspace(-1, 1, out.numel()).view_as(out)).sum().backward()
+    grads = {n: p.grad.clone() for n, p in model.named_parameters()}
+    return out.detach(), x.grad, grads
+
+
+@pytest.mark.parametrize("name, overrides, shape", [
+    ("td_cnn_stft", {"hidden": 32, "dropout": 0.0}, (3, 128, 128)),
+    ("td_cnn_lstm", {"lstm": 32, "dropout": 0.0}, (3, 7, 128, 43)),
+    ("cnn2d_mfcc", {"dropout": 0.0}, (3, 40, 301)),
+])
+def test_faster_layout_gives_the_same_outputs_and_gradients(name, overrides, shape):
+    """Channels-last weights and MaxPool before ReLU: the outputs, the input's gradient and every
+    weight's gradient equal those of the model computed as before, for the same weights (training
+    mode, batch statistics; dropout off so both see the same masks)."""
+    torch.manual_seed(0)
+    # In float64, so rounding cannot move a MaxPool's choice between two near-equal values (float32
+    # rounds differently in the two layouts, and at such near-ties sends a gradient elsewhere).
+    new = create_model(name, n_classes=K, input_shape=shape[1:], **overrides).double()
+    new = new.to(memory_format=torch.channels_last) if hasattr(new, "cnn") else new
+    old = _as_before(new)
+    x = torch.randn(shape, dtype=torch.float64)
+    for m in (new, old):
+        m.train()
+    out_new, gx_new, g_new = _outputs_and_grads(new, x)
+    out_old, gx_old, g_old = _outputs_and_grads(old, x)
+    torch.testing.assert_close(out_new, out_old, rtol=1e-9, atol=1e-12)
+    torch.testing.assert_close(gx_new, gx_old, rtol=1e-9, atol=1e-12)
+    assert g_new.keys() == g_old.keys()
+    for n in g_new:
+        torch.testing.assert_close(g_new[n], g_old[n], rtol=1e-9, atol=1e-12, msg=n)
+    new.eval(), old.eval()
+    torch.testing.assert_close(new(x), old(x), rtol=1e-9, atol=1e-12)
+    assert new.state_dict().keys() == old.state_dict().keys()  # saved files do not change

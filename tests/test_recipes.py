@@ -19,7 +19,10 @@ def test_every_recipe_row_builds_both_experiments():
         for row in recipe["row"]:
             exps = row_experiments(recipe, row)
             assert exps["paper_protocol"]["protocol"] in ("random", "repeated-kfold")
-            assert exps["speaker_independent"]["protocol"] in ("speaker-kfold", "loso")
+            if "speaker_independent" in row.get("protocols", exps):
+                assert exps["speaker_independent"]["protocol"] in ("speaker-kfold", "loso")
+            else:  # only the leaky row runs one protocol
+                assert list(exps) == ["paper_protocol"] and "LEAKY" in row["label"]
             for d in exps.values():
                 e = Experiment(**d)
                 if not e.is_baseline:
@@ -51,8 +54,47 @@ def test_quick_reproduce_writes_the_table(tmp_path):
     assert row["speaker_independent"]["speaker_independent"] is True
     table = (out / "table.md").read_text()
     assert "93.9" in table and "Quick smoke run" in table
+    leaky = res["rows"][1]
+    assert "LEAKY" in leaky["label"] and "speaker_independent" not in leaky
+    assert "LEAKY" in table and "min" in table.splitlines()[8]  # each row's wall time
+    assert row["paper_protocol"]["seconds"] > 0 and row["paper_protocol"]["flags"] == [row["paper_protocol"]["flags"][0]]
+    # the same --out again: refused without --resume; with it, every fold is kept and nothing retrains
+    again = CliRunner().invoke(app, ["reproduce", "seed001", "--data", str(DATA), "--quick", "--out", str(out)])
+    assert again.exit_code == 2 and "--resume" in again.output
+    resumed = CliRunner().invoke(app, ["reproduce", "seed001", "--data", str(DATA), "--quick", "--out", str(out), "--resume"])
+    assert resumed.exit_code == 0, resumed.output
+    res2 = json.loads((out / "results.json").read_text())
+    assert res2["rows"][0]["paper_protocol"]["wa"] == row["paper_protocol"]["wa"]
+    assert res2["rows"][0]["paper_protocol"]["seconds"] >= row["paper_protocol"]["seconds"]  # the earlier sitting counted
     bad = CliRunner().invoke(app, ["reproduce", "seed999", "--data", str(DATA)])
     assert bad.exit_code == 2 and "unknown recipe" in bad.output
+
+
+def test_leaky_copies_are_made_before_the_split_and_only_on_request():
+    """The leaky option makes noisy copies of every clip before a random split, so some test clips
+    have a copy in training; it is refused with speaker folds and used by one recipe row only."""
+    import numpy as np
+
+    from voxemo.corpora import scan
+    from voxemo.experiment import leaky_copies_before_split
+    from voxemo.runs import plan_folds
+
+    utts = [u for u in scan(DATA / "ravdess_speech") if u.speaker in {"ravdess:01", "ravdess:02"}]
+    e = Experiment(model="td_cnn_lstm", protocol="random", leaky_noisy_copies=1)
+    assert e.train_config().augment.noise_snr is None  # no further noise in training
+    plan = plan_folds(utts, e)
+    clips = [np.full(16000, 0.1, dtype=np.float32) for _ in plan.utts]
+    leaky, out = leaky_copies_before_split(plan, clips, e)
+    n = len(plan.utts)
+    assert len(leaky.utts) == len(out) == 2 * n and not np.array_equal(out[n], clips[0])
+    fold = leaky.folds[0]
+    test_originals = {i % n for i in fold.test}
+    assert test_originals & {i % n for i in fold.train}  # copies of test clips train the model
+    with pytest.raises(ValueError, match="random split"):
+        Experiment(model="td_cnn_lstm", protocol="speaker-kfold", leaky_noisy_copies=1)
+    users = [(name, row["label"]) for name in list_recipes() for row in load_recipe(name)["row"]
+             if row.get("common", {}).get("leaky_noisy_copies")]
+    assert users == [("seed001", "speech, 8 emotions, LEAKY: noisy copies made before the split")]
 
 
 def test_budgets_cap_the_networks_and_leave_the_baselines_whole():

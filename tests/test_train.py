@@ -79,6 +79,47 @@ def test_validation_features_kept_or_recomputed_give_the_same_run(small, monkeyp
     assert h_kept.epochs == h_recomputed.epochs and h_kept.epochs[-1]["val_loss"] is not None
 
 
+@pytest.mark.parametrize("model, augment", [
+    ("cnn1d_baseline", {"specaugment": True, "mixup_alpha": 0.2}),  # SpecAugment and mixup on features
+    ("cnn1d_baseline", {"noise_snr": (15.0, 30.0), "noisy_copies": 2}),  # fixed noisy copies (seed 003_2f41)
+    ("td_cnn_lstm", {}),  # chunked log-mel
+    ("td_cnn_stft", {}),  # per-window STFT patches
+])
+def test_features_once_per_run_give_the_same_weights_as_features_per_batch(small, model, augment):
+    """Without waveform augmentation that varies per epoch, a run computes its training features
+    (and those of its fixed noisy copies) once and normalises them once; the same seed then gives
+    bit for bit the weights and history that computing them from the waveforms every batch gives."""
+    overrides = {"td_cnn_lstm": {"lstm": 16}, "td_cnn_stft": {"hidden": 16}}.get(model, {})
+    e = Experiment(model=model, audio=AudioSettings(16000, 0.5, 1.0), model_overrides=overrides,
+                   train={"epochs": 2, "batch_size": 16, "patience": None, "augment": augment})
+    once, h_once = run(small, e)
+    per_batch, h_per_batch = run(small, e, feature_memory=0)
+    assert torch.equal(weights(once), weights(per_batch))
+    assert h_once.epochs == h_per_batch.epochs
+
+
+def test_features_are_computed_once_only_when_waves_do_not_change(small, monkeypatch):
+    """The front-end runs per batch when the waveforms change every epoch (noise on every batch, gain,
+    shift, speed) and once per run otherwise: counted by its calls."""
+    import voxemo.features
+
+    calls = []
+    forward = voxemo.features.Frontend.forward
+    monkeypatch.setattr(voxemo.features.Frontend, "forward", lambda self, x: calls.append(len(x)) or forward(self, x))
+    n_train = len(small[3]["train"])
+    for augment, per_batch in (({}, False), ({"gain_db": 3.0}, True), ({"noise_snr": (15.0, 30.0)}, True),
+                               ({"noise_snr": (15.0, 30.0), "noisy_copies": 1}, False)):
+        calls.clear()
+        run(small, exp(epochs=3, augment=augment))
+        copies = augment.get("noisy_copies", 0)
+        # validation features are kept either way (and `build` and the validation cache probe one
+        # clip each); training clips go through the front-end once (after a one-clip memory probe),
+        # or once for the normaliser and then every epoch
+        trained = sum(calls) - len(small[3]["val"]) - 2
+        expected = n_train + 3 * n_train if per_batch else 1 + (1 + copies) * n_train
+        assert trained == expected, augment
+
+
 def test_best_validation_epoch_is_kept_and_early_stopping(small):
     e = exp(epochs=12, patience=2, lr=0.05)
     pipe, h = run(small, e)

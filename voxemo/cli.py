@@ -128,13 +128,13 @@ def data_info(
 @app.command("features")
 def features(
     path: Annotated[str, typer.Argument(help="Corpus folder, or NAME:FOLDER; with a .parquet --out, any folder of audio files or a .txt list of paths.")],
-    kind: Annotated[str, typer.Option("--kind", "-k", help="logmel, mfcc, stft, mean_mfcc, egemaps or compare; with a .parquet --out also whisper (the pooled Whisper statistics of every encoder layer).")] = "logmel",
+    kind: Annotated[str, typer.Option("--kind", "-k", help="logmel, mfcc, stft, mean_mfcc, egemaps, compare, or whisper (Whisper base's per-layer mean and std, cached per clip); egemaps and compare not with a .parquet --out.")] = "logmel",
     out: Annotated[Path, typer.Option("--out", "-o", help="Output .npz file (features, lengths, path, emotion, speaker, gender), or a folder ending in .parquet: Parquet parts written as results come, a rerun skipping the files already in them (for large file lists).")] = Path("features.npz"),
     corpus: CorpusOpt = None,
     strict: StrictOpt = False,
     sample_rate: Annotated[int, typer.Option("--sr", help="Sample rate the audio is resampled to (Hz).")] = SAMPLE_RATE,
-    offset: Annotated[float, typer.Option(help="Seconds skipped at the start of each clip (the papers use 0.5).")] = 0.5,
-    duration: Annotated[float, typer.Option(help="Seconds kept per clip, zero-padded when shorter; 0 keeps whole clips.")] = 3.0,
+    offset: Annotated[Optional[float], typer.Option(help="Seconds skipped at the start of each clip.  [default: 0.5, the papers'; 0 for whisper]")] = None,
+    duration: Annotated[Optional[float], typer.Option(help="Seconds kept per clip, zero-padded when shorter; 0 keeps whole clips.  [default: 3, the papers'; whole clips for whisper]")] = None,
     n_mels: Annotated[int, typer.Option(help="Mel bands (logmel, mfcc).")] = 128,
     n_mfcc: Annotated[int, typer.Option(help="Cepstral coefficients (mfcc, mean_mfcc).")] = 40,
     cache: Annotated[bool, typer.Option(help="Use the decoded-waveform cache ($VOXEMO_CACHE_DIR or the user cache folder).")] = True,
@@ -151,19 +151,20 @@ def features(
     from .data import extract_features
     from .features import KINDS, SMILE_SETS, FrontendConfig
 
+    whole = kind == "whisper"  # the encoder models hear whole clips
+    settings = AudioSettings(sample_rate, (0.0 if whole else 0.5) if offset is None else offset,
+                             (None if whole else 3.0) if duration is None else duration or None)
     if out.suffix == ".parquet" or executor != "local":
-        features_to_parquet(path, kind, out, AudioSettings(sample_rate, offset, duration or None),
-                            {"n_mels": n_mels, "n_mfcc": n_mfcc}, executor, ray_address, cpus_per_task, workers)
+        features_to_parquet(path, kind, out, settings, {"n_mels": n_mels, "n_mfcc": n_mfcc}, executor, ray_address,
+                            cpus_per_task, workers)
         return
-    if kind not in KINDS + SMILE_SETS or kind == "whisper":
-        fail(f"--kind must be one of {', '.join(k for k in KINDS + SMILE_SETS if k != 'whisper')} "
-             f"(whisper: with a .parquet --out), not {kind!r}")
+    if kind not in KINDS + SMILE_SETS:
+        fail(f"--kind must be one of {', '.join(KINDS + SMILE_SETS)}, not {kind!r}")
     if out.suffix != ".npz":
         fail(f"--out must end in .npz (or .parquet, a folder of parts), not {out.name!r}")
     refuse_overwrite(out, force)
     m = scan_data(path, corpus, strict)
-    settings = AudioSettings(sample_rate, offset, duration or None)
-    cfg = None if kind in SMILE_SETS else FrontendConfig.for_kind(kind, n_mels=n_mels, n_mfcc=n_mfcc)
+    cfg = None if kind in SMILE_SETS + ("whisper",) else FrontendConfig.for_kind(kind, n_mels=n_mels, n_mfcc=n_mfcc)
     with progress_bar() as bar, tempfile.TemporaryDirectory() as tmp:
         task = bar.add_task(f"{kind} features", total=2 * len(m))
         try:
@@ -493,8 +494,9 @@ def reproduce_cmd(
     name: Annotated[str, typer.Argument(help="Recipe: seed000, seed001, seed002, seed003, seed004 or baselines (see voxemo/recipes/).")],
     data: Annotated[Optional[Path], typer.Option("--data", help="Folder holding ravdess_speech/, ravdess_song/ and emodb/ (each in its official layout).  [default: $VOXEMO_DATA]")] = None,
     quick: Annotated[bool, typer.Option("--quick", help="A few-minute smoke run: six speakers, one epoch, one fold. Not comparable with the paper.")] = False,
-    full: Annotated[bool, typer.Option("--full", help="Ignore the recipe's 30-minute [budget]: the paper's epochs and patience, every fold (hours on a CPU).")] = False,
+    full: Annotated[bool, typer.Option("--full", help="Train to convergence, ignoring the recipe's 30-minute [budget]: every fold, each run for the paper's epochs or until the validation score has not improved for the model's patience, whichever comes first (hours on a CPU; resumable with --resume).")] = False,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output folder (table.md, results.json, one run directory per row and protocol).  [default: runs/reproduce-NAME-<time>]")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run in --out: finished folds are kept, a fold in progress continues from its last finished epoch; the table's wall times add up every sitting.")] = False,
     executor: ExecutorOpt = "local", ray_address: RayAddressOpt = None, cpus_per_task: TaskCpusOpt = 1,
 ):
     """Rerun a paper's experiment: the paper's figure, ours under its protocol, ours speaker-independent."""
@@ -510,6 +512,10 @@ def reproduce_cmd(
     data = data or (Path(os.environ["VOXEMO_DATA"]) if os.environ.get("VOXEMO_DATA") else None)
     if data is None or not data.is_dir():
         fail(f"pass --data DIR (a folder with ravdess_speech/, ravdess_song/, emodb/) or set VOXEMO_DATA; got {data}")
+    if resume and out is None:
+        fail("--resume continues the run in --out DIR: pass the folder of the interrupted run")
+    if out is not None and not resume and out.is_dir() and any(out.iterdir()):
+        fail(f"{out} already holds a run: pass --resume to continue it, or choose another --out")
     runner = open_executor(executor, ray_address, cpus_per_task)
     out = out or new_run_dir("runs", f"reproduce-{name}" + ("-quick" if quick else "-full" if full else ""))
     with err.status("running") as status:

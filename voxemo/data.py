@@ -110,6 +110,8 @@ def extract_features(
     ("egemaps", "compare"). Clips that fail to load are listed in `skipped`, not fatal.
     `progress` is called once per clip decoded and once per clip featurised.
     """
+    if kind == "whisper":
+        return _encoder_features(manifest, settings, cache_dir, progress)
     cache = WaveformCache(settings, cache_dir)
     loaded = cache.load_many([u.path for u in manifest], progress=progress, skip_errors=True)
     good = [(u, w) for u, w in zip(manifest, loaded) if not isinstance(w, AudioError)]
@@ -127,3 +129,17 @@ def extract_features(
     config["frontend"] = cfg.to_dict()
     feats, lengths = compute_features(Frontend(cfg, settings.sample_rate), waves, batch_size=batch_size, progress=progress)
     return FeatureSet(feats, lengths, utts, config, [], skipped)
+
+
+def _encoder_features(manifest: Sequence[Utterance], settings: AudioSettings, cache_dir, progress) -> FeatureSet:
+    """Whisper base's pooled statistics per clip (B, L + 1, 2, D), through the embedding cache."""
+    from .embeddings import embed_corpus
+
+    stats, skipped = embed_corpus(manifest, settings, cache_root=cache_dir,
+                                  progress=(lambda n: progress(2 * n)) if progress else None)
+    gone = {p.path for p in skipped}
+    utts = [u for u in manifest if u.path not in gone]
+    if not utts:
+        raise AudioError(manifest[0].path if manifest else "<empty>", "no clip could be embedded")
+    config = {"kind": "whisper", "audio": settings.to_dict(), "layout": "(clips, layers 0-L, [mean, std], width)"}
+    return FeatureSet(stats, np.ones(len(utts), dtype=np.int64), utts, config, [], [str(p) for p in skipped])

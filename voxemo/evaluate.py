@@ -14,6 +14,7 @@ Every dict here holds plain Python numbers and lists, ready for json.dump.
 
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import numpy as np
@@ -93,6 +94,25 @@ def classification_metrics(y_true: Sequence, y_pred: Sequence, classes: Sequence
         "classes": classes,
         "n": int(y_true.size),
     }
+
+
+COLLAPSE_SHARE = 0.9  # one class taking at least this share of a fold's predictions is a collapse
+CHANCE_LOSS = 0.97  # a training loss that never fell below this fraction of ln K stayed at chance
+
+
+def collapse_flags(confusion, train_losses: Sequence[float] | None = None) -> list[str]:
+    """Why a fold's figures are not a trained model's: "one class" when its predictions collapse
+    onto one class (one column of the confusion matrix holds COLLAPSE_SHARE of them), "loss at
+    chance" when its training loss never fell below CHANCE_LOSS x ln K (the loss of a uniform guess,
+    which oversampling or class weights also aim at). Empty when neither."""
+    cm = np.asarray(confusion, dtype=np.int64)
+    k = cm.shape[0]
+    flags = []
+    if k > 1 and cm.sum() and cm.sum(0).max() >= COLLAPSE_SHARE * cm.sum():
+        flags.append("one class")
+    if k > 1 and train_losses and min(train_losses) >= CHANCE_LOSS * math.log(k):
+        flags.append("loss at chance")
+    return flags
 
 
 def aggregate(fold_metrics: list[dict]) -> dict:

@@ -49,7 +49,7 @@ import torch
 from torch import nn
 
 from . import __version__
-from .features import Chunker, Spectrogram
+from .features import Chunker, Spectrogram, centre_pad
 from .pipeline import Pipeline
 
 INPUT_NAME = "waveform"  # (B, N) float32 at the pipeline's sample rate
@@ -73,6 +73,7 @@ class DFTSpectrogram(nn.Module):
     def __init__(self, spec: Spectrogram):
         super().__init__()
         self.n_fft, self.hop_length, self.center, self.power = spec.n_fft, spec.hop_length, spec.center, spec.power
+        self.pad_mode = spec.pad_mode
         self.n_bins = spec.n_fft // 2 + 1
         n = np.arange(spec.n_fft)
         k = np.arange(self.n_bins)[:, None]
@@ -83,7 +84,7 @@ class DFTSpectrogram(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.center:
-            x = nn.functional.pad(x, (self.n_fft // 2, self.n_fft // 2))
+            x = centre_pad(x, self.n_fft // 2, self.pad_mode)
         y = nn.functional.conv1d(x.unsqueeze(1), self.kernels, stride=self.hop_length)  # (B, 2K', T)
         re, im = y[:, : self.n_bins], y[:, self.n_bins :]
         power = (re.square() + im.square()).transpose(1, 2)  # (B, T, K')
@@ -120,7 +121,8 @@ def for_export(pipe: Pipeline, n_samples: int | None = None) -> Pipeline:
     """A copy of the pipeline, in eval mode, with every Spectrogram swapped for a DFTSpectrogram and,
     when the input length is fixed to `n_samples`, a sliding-window chunker for a GatherChunker."""
     out = copy.deepcopy(pipe).eval()
-    for module in list(out.modules()):
+    encoder = [out.encoder] if getattr(out, "encoder", None) is not None else []  # held outside the state dict
+    for module in [m for root in [out, *encoder] for m in root.modules()]:
         for child_name, child in list(module.named_children()):
             if isinstance(child, Spectrogram):
                 setattr(module, child_name, DFTSpectrogram(child))

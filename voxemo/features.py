@@ -139,6 +139,13 @@ def preemphasize(x: torch.Tensor, coef: float) -> torch.Tensor:
     return torch.cat([x[:, :1], x[:, 1:] - coef * x[:, :-1]], dim=1)
 
 
+def centre_pad(x: torch.Tensor, n: int, mode: str) -> torch.Tensor:
+    """(B, N) -> (B, N + 2n): `n` samples on both sides, zeros or a reflection of the signal."""
+    if mode == "constant":
+        return nn.functional.pad(x, (n, n))
+    return nn.functional.pad(x.unsqueeze(1), (n, n), mode=mode).squeeze(1)
+
+
 class Spectrogram(nn.Module):
     """(B, N) -> power or magnitude STFT, frames first: (B, T, n_fft // 2 + 1).
 
@@ -147,9 +154,11 @@ class Spectrogram(nn.Module):
     so the mel matrix multiplies without a copy.
     """
 
-    def __init__(self, n_fft: int, hop_length: int, win_length: int | None, window: str, center: bool, power: float):
+    def __init__(self, n_fft: int, hop_length: int, win_length: int | None, window: str, center: bool, power: float,
+                 pad_mode: str = "constant"):
         super().__init__()
         self.n_fft, self.hop_length, self.center, self.power = n_fft, hop_length, center, power
+        self.pad_mode = pad_mode  # centring pad: "constant" (zeros, as librosa) or "reflect" (as Whisper)
         win_length = win_length or n_fft
         w = WINDOWS[window](win_length, periodic=True)
         left = (n_fft - win_length) // 2
@@ -158,7 +167,7 @@ class Spectrogram(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.center:
-            x = nn.functional.pad(x, (self.n_fft // 2, self.n_fft // 2))
+            x = centre_pad(x, self.n_fft // 2, self.pad_mode)
         frames = x.unfold(-1, self.n_fft, self.hop_length) * self.window  # (B, T, n_fft)
         spec = torch.fft.rfft(frames)  # (B, T, n_fft // 2 + 1)
         power = spec.real.square() + spec.imag.square()
@@ -259,7 +268,7 @@ class EncoderStats(nn.Module):
 
     def __init__(self, encoder: nn.Module):
         super().__init__()
-        object.__setattr__(self, "encoder", encoder.eval())  # not a submodule: not in the state dict
+        object.__setattr__(self, "encoder", encoder.eval().requires_grad_(False))  # frozen; not a submodule: not in the state dict
 
     @property
     def output_shape(self) -> tuple[int, int, int]:

@@ -57,7 +57,7 @@ WHOLE_CLIP = AudioSettings()  # the whole clip, unpadded (up to 30 s: Whisper's 
 # --- training -----------------------------------------------------------------------------------
 SEED000_TRAIN = TrainConfig(optimizer="adam", lr=0.01, batch_size=32, epochs=60, patience=15, grad_clip=1.0)
 SEED001_TRAIN = TrainConfig(optimizer="adam", lr=1e-3, batch_size=32, epochs=60, patience=15,
-                            augment=AugmentConfig(noise_snr=(15.0, 30.0)))
+                            augment=AugmentConfig(noise_snr=(15.0, 30.0), noisy_copies=1))
 SEED002_TRAIN = TrainConfig(optimizer="rmsprop", lr=1e-3, momentum=0.0, batch_size=16, epochs=100, patience=20)
 SEED003_TRAIN = TrainConfig(optimizer="adam", lr=1e-3, weight_decay=1e-4, batch_size=32, epochs=50, patience=10)
 SEED004_TRAIN = TrainConfig(optimizer="sgd", lr=0.01, momentum=0.8, lr_decay=1e-6, batch_size=32, epochs=60,
@@ -79,8 +79,10 @@ SEED000 = dict(frontend=MFCC12, per_window=False, train=SEED000_TRAIN, paper="se
     "gradient clipping at 1.0 (lr 0.01 with LSTMs diverges without it). 12 MFCCs from 40 mel bands "
     "(the paper gives the 12, not the bands), 32 ms frames hop 10 ms."))
 SEED001 = dict(frontend=MEL128_CHUNKS, per_window=False, train=SEED001_TRAIN, paper="seed 001_289f", notes=(
-    "Training is not in the paper: Adam lr 1e-3, batch 32, at most 60 epochs, patience 15 are ours; white "
-    "noise at 15-30 dB SNR on training clips, as the paper augments with AWGN."))
+    "Training is not in the paper: Adam lr 1e-3, batch 32, at most 60 epochs, patience 15 are ours; one "
+    "white-noise copy at 15-30 dB SNR of each training clip, made once after the split, as the paper "
+    "augments with AWGN copies (how many, and whether before the split, it does not say: recipe seed001 "
+    "has a row labelled leaky with the copies made before the split)."))
 SEED002 = dict(per_window=False, train=SEED002_TRAIN, paper="seed 002_0b61", notes=(
     "RMSprop, batch 16, patience 20 are the paper's; lr 1e-3 (RMSprop's usual Keras default) and at most "
     "100 epochs are ours: the paper states neither. With lr 1e-4 the 2-D CNN stayed near chance on its "

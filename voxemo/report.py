@@ -148,6 +148,14 @@ def _report_md(title: str, metrics: dict, cm: np.ndarray | None, per_class: dict
         rows.append([name] + [_pct(headline[k]["folds"][i]) if i < len(headline[k]["folds"]) else ""
                               for k in keys])
     lines += _table(["", *(f"{METRIC_NAMES[k]} (%)" for k in keys)], rows)
+    flagged = [(name, d["flags"]) for name, d in zip(_fold_names(metrics, n), metrics.get("folds") or [])
+               if isinstance(d, dict) and d.get("flags")]
+    if flagged:
+        lines += ["", "## Collapsed folds", "",
+                  "These folds' figures are not a trained model's: \"one class\" = at least 90 % of the test "
+                  "predictions fall on one class; \"loss at chance\" = the training loss never fell below 97 % of "
+                  "ln K, a uniform guess (`evaluate.collapse_flags`).", ""]
+        lines += [f"- **{name}**: {', '.join(flags)}" for name, flags in flagged]
     if per_class:
         lines += ["", "## Per class" + (" (summed confusion over folds)" if n > 1 else ""), ""]
         rows = [[c, _pct(p["precision"]), _pct(p["recall"]), _pct(p["f1"]), p["support"]]

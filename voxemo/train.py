@@ -18,6 +18,7 @@ import dataclasses
 import json
 import math
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
@@ -87,6 +88,8 @@ class History:
     best_epoch: int = -1
     best_score: float | None = None
     stopped_early: bool = False
+    seconds: float = 0.0  # wall time of the epochs so far, over every sitting of a resumed run
+    resumed_seconds: float = 0.0  # of which earlier sittings (what the checkpoint held when this one began)
 
     def curves(self) -> dict:
         """Lists per key, as report.write_run draws them."""
@@ -176,6 +179,22 @@ def evaluate_features(pipe: Pipeline, batches: Iterable[torch.Tensor], labels: t
 
 
 VAL_CACHE_BYTES = 512 * 2**20  # validation features up to this size are computed once per run, not per epoch
+TRAIN_CACHE_BYTES = 2 * 2**30  # training features (noisy copies included) up to this size are computed once per run
+
+
+def frontend_outputs(pipe: Pipeline, waves: torch.Tensor, batch_size: int) -> torch.Tensor:
+    """The front-end's output for every waveform (no normalisation), in batches: (N, ...)."""
+    with torch.no_grad():
+        return torch.cat([pipe.frontend(waves[i : i + batch_size]) for i in range(0, waves.shape[0], batch_size)])
+
+
+def features_fit(pipe: Pipeline, waves: torch.Tensor, limit: int) -> bool:
+    """Whether the front-end's outputs of `waves` fit in `limit` bytes."""
+    if limit <= 0 or waves.shape[0] == 0:
+        return False
+    with torch.no_grad():
+        one = pipe.frontend(waves[:1])
+    return one.element_size() * one.numel() * waves.shape[0] <= limit
 
 
 def validation_batches(pipe: Pipeline, waves: torch.Tensor, batch_size: int,
@@ -201,12 +220,18 @@ def fit(
     on_epoch: Callable[[dict], None] | None = None,
     stop_after: int | None = None,
     precomputed: bool = False,
+    feature_memory: int = TRAIN_CACHE_BYTES,
 ) -> History:
     """Train `pipe` in place on train = (waves (B, N), labels (B,)); keep the best epoch on `val`.
 
     precomputed: train and val hold the front-end's outputs computed beforehand (a frozen encoder's
         statistics, once per clip) instead of waveforms; waveform and spectrogram augmentations
         are then refused (make augmented copies before the front-end instead), mixup works.
+    feature_memory: when no augmentation changes the waveforms from epoch to epoch (SpecAugment and
+        mixup work on features; fixed noisy copies are made once by `Augmenter.expand`), the
+        training clips' features, copies included, are computed once per run and normalised once,
+        if they fit in this many bytes; else, or with 0, every batch computes its own from the
+        waveforms. The same seed gives the same weights either way (tests/test_train.py).
     checkpoint_dir: where `last.safetensors` / `last.json` are written after every epoch; with
         `resume` a run continues from there (and a finished run returns its history at once).
     on_epoch: called with each epoch's record (the CLI draws its progress bar from it).
@@ -221,6 +246,11 @@ def fit(
                          "(noise, shift, gain, speed, SpecAugment); embed augmented copies before training instead")
     # Noisy copies (seed 003_2f41) are made once, from the training clips only, the same on resume.
     x_train, y_train = augmenter.expand(*train, torch.Generator().manual_seed(cfg.seed))
+    # Features once per run: the front-end and, once fitted, the normaliser do not change while the model
+    # trains. Precomputed inputs (a frozen encoder's statistics) are front-end outputs already.
+    once = precomputed or (not augmenter.changes_waves() and features_fit(pipe, x_train, feature_memory))
+    if once and not precomputed:
+        x_train = frontend_outputs(pipe, x_train, cfg.eval_batch_size)  # (N', ...): clips, then their noisy copies
     weights = class_weight_tensor(y_train, n_classes) if cfg.class_weights else None
     steps_per_epoch = math.ceil(y_train.shape[0] / cfg.batch_size)
 
@@ -234,11 +264,20 @@ def fit(
             pipe.load_state_dict(best_state)
             return history
     else:
-        fit_normalizer(pipe, train[0], cfg.eval_batch_size, precomputed)
+        if once:  # the clips only, not their copies, as fit_normalizer from waveforms
+            pipe.normalizer.fit(x_train[: train[0].shape[0]])
+        else:
+            fit_normalizer(pipe, train[0], cfg.eval_batch_size)
         optimizer = make_optimizer(pipe.model.parameters(), cfg)
+    if once:
+        with torch.no_grad():
+            x_train = torch.cat([pipe.normalizer(x_train[i : i + cfg.eval_batch_size])
+                                 for i in range(0, x_train.shape[0], cfg.eval_batch_size)])
     higher_better = cfg.monitor != "val_loss"
     val_batches = validation_batches(pipe, val[0], cfg.eval_batch_size, precomputed) if val is not None else None
 
+    history.resumed_seconds = history.seconds
+    t_sitting = time.perf_counter()
     for epoch in range(start, cfg.epochs):
         gen = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
         order = epoch_order(y_train, cfg, gen)
@@ -248,8 +287,11 @@ def fit(
             idx = order[b * cfg.batch_size : (b + 1) * cfg.batch_size]
             if idx.numel() == 0:
                 break
-            x, y = augmenter.augment_waves(x_train[idx], gen), y_train[idx]
-            feats = augmenter.augment_features(normalised(pipe, x, precomputed), gen)
+            y = y_train[idx]
+            if once:  # normalised features, computed before the first epoch
+                feats = augmenter.augment_features(x_train[idx], gen)
+            else:
+                feats = augmenter.augment_features(pipe.features(augmenter.augment_waves(x_train[idx], gen)), gen)
             target = nn.functional.one_hot(y, n_classes).float()
             if cfg.augment.mixup_alpha:
                 feats, target = augmenter.mix(feats, target, gen)
@@ -284,6 +326,7 @@ def fit(
         else:
             bad_epochs += 1
         history.epochs.append(record)
+        history.seconds = history.resumed_seconds + time.perf_counter() - t_sitting
         if on_epoch:
             on_epoch(record)
         done = epoch + 1 == cfg.epochs or (val is not None and cfg.patience is not None and bad_epochs >= cfg.patience)
@@ -310,13 +353,9 @@ def soft_cross_entropy(logits: torch.Tensor, target: torch.Tensor, weights: torc
 
 
 @torch.no_grad()
-def fit_normalizer(pipe: Pipeline, waves: torch.Tensor, batch_size: int, precomputed: bool = False) -> None:
+def fit_normalizer(pipe: Pipeline, waves: torch.Tensor, batch_size: int) -> None:
     """Normaliser statistics from the training clips (no augmentation)."""
-    if precomputed:
-        pipe.normalizer.fit(waves)
-        return
-    feats = torch.cat([pipe.frontend(waves[i : i + batch_size]) for i in range(0, waves.shape[0], batch_size)])
-    pipe.normalizer.fit(feats)
+    pipe.normalizer.fit(frontend_outputs(pipe, waves, batch_size))
 
 
 class Checkpoint:
@@ -374,5 +413,5 @@ class Checkpoint:
         optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
         torch.set_rng_state(t["rng"])
         h = meta["history"]
-        history = History(h["epochs"], h["best_epoch"], h["best_score"], h["stopped_early"])
+        history = History(h["epochs"], h["best_epoch"], h["best_score"], h["stopped_early"], h.get("seconds", 0.0))
         return history, best, meta["bad_epochs"], meta["next_epoch"], meta["finished"]

@@ -48,7 +48,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..audio import SAMPLE_RATE  # Hz: Whisper listens at 16 kHz, as every voxemo model
-from ..features import mel_filters
+from ..features import Spectrogram, mel_filters
 
 log = logging.getLogger(__name__)
 
@@ -88,20 +88,26 @@ class EncoderError(Exception):
 # Front-end
 
 
-def log_mel(wave: torch.Tensor, n_mels: int = N_MELS) -> torch.Tensor:
+def log_mel(wave: torch.Tensor, n_mels: int = N_MELS, spectrogram: nn.Module | None = None) -> torch.Tensor:
     """Whisper's log-mel of one or more equal-length clips: (B, N) or (N,) -> (B, M, N // HOP_LENGTH).
 
     Centred STFT (reflect padding, periodic Hann), the last frame dropped, power, Slaney mel
-    filterbank, log10 with a floor, each clip clamped to its peak minus 8, then (x + 4) / 4.
+    filterbank, log10 with a floor, each clip clamped to its peak minus 8, then (x + 4) / 4. The STFT
+    is `features.Spectrogram` (`spectrogram`, or a new one), so an ONNX export can swap it for its
+    real-valued DFT like every other front-end's.
     """
     wave = wave.reshape(-1, wave.shape[-1])  # (B, N)
-    window = torch.hann_window(N_FFT, device=wave.device)
-    spec = torch.stft(wave, N_FFT, HOP_LENGTH, window=window, center=True, pad_mode="reflect", return_complex=True)
-    power = spec[..., :-1].abs() ** 2  # (B, N_FFT // 2 + 1, T)
+    spectrogram = spectrogram or whisper_spectrogram()
+    power = spectrogram(wave)[:, :-1].transpose(1, 2)  # (B, N_FFT // 2 + 1, T)
     mel = torch.from_numpy(mel_filters(SAMPLE_RATE, N_FFT, n_mels, 0.0, None)).to(wave.device) @ power  # (B, M, T)
     logmel = mel.clamp(min=LOG_FLOOR).log10()
     peak = logmel.amax(dim=(1, 2), keepdim=True)  # (B, 1, 1): per clip (Whisper: per call, one clip)
     return (torch.maximum(logmel, peak - DYNAMIC_RANGE) + 4.0) / 4.0
+
+
+def whisper_spectrogram() -> Spectrogram:
+    """Whisper's STFT: 400-sample periodic Hann frames hopped by 160, centred with reflect padding, power."""
+    return Spectrogram(N_FFT, HOP_LENGTH, None, "hann", True, 2.0, pad_mode="reflect")
 
 
 def level(waves: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
@@ -200,6 +206,7 @@ class WhisperEncoder(nn.Module):
     def __init__(self, cfg: WhisperEncoderConfig = WhisperEncoderConfig()):
         super().__init__()
         self.cfg = cfg
+        self.spectrogram = whisper_spectrogram()  # a submodule, so an ONNX export swaps it (no weights)
         self.conv1 = nn.Conv1d(cfg.n_mels, cfg.width, kernel_size=3, padding=1)
         self.conv2 = nn.Conv1d(cfg.width, cfg.width, kernel_size=3, stride=2, padding=1)
         self.register_buffer("positions", sinusoids(cfg.n_ctx, cfg.width))  # (n_ctx, D)
@@ -223,12 +230,12 @@ class WhisperEncoder(nn.Module):
         if shortest < MIN_SAMPLES:
             raise ValueError(f"clip of {shortest} samples is too short (Whisper's log-mel needs {MIN_SAMPLES})")
         if lengths is None:
-            mel = log_mel(waves, self.cfg.n_mels)  # (B, M, T)
+            mel = log_mel(waves, self.cfg.n_mels, self.spectrogram)  # (B, M, T)
             return mel, torch.full((B,), mel.shape[-1], dtype=torch.long)
         frames = lengths.long() // HOP_LENGTH  # (B,)
         mel = waves.new_zeros(B, self.cfg.n_mels, int(frames.max()))
         for i in range(B):  # each clip's STFT padding and peak are its own
-            mel[i, :, : frames[i]] = log_mel(waves[i, : lengths[i]], self.cfg.n_mels)[0]
+            mel[i, :, : frames[i]] = log_mel(waves[i, : lengths[i]], self.cfg.n_mels, self.spectrogram)[0]
         return mel, frames
 
     def hidden_states_from_features(self, mel: torch.Tensor, frames: torch.Tensor | None = None) -> list[torch.Tensor]:

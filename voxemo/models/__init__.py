@@ -15,6 +15,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Callable
 
+import torch
 from torch import nn
 
 from .. import config
@@ -97,6 +98,14 @@ def keras_lstm_init(lstm: nn.LSTM) -> nn.LSTM:
         elif name.startswith("bias_hh"):
             nn.init.zeros_(w)
     return lstm
+
+
+def channels_last(module: nn.Module) -> nn.Module:
+    """`module` with its 4-D weights in channels-last memory layout: 2-D convolutions, BatchNorm and
+    MaxPool on (N, C, H, W) run about 1.5x faster on CPU so (oneDNN's preferred layout), with the same
+    numbers up to float rounding. Saved weights are made contiguous (`Pipeline.save`), so files do
+    not change."""
+    return module.to(memory_format=torch.channels_last)
 
 
 from . import cnn, conv1d_lstm, encoder_heads, rnn, td_cnn, transformer, voxemo_net  # noqa: E402,F401  (registration)

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from . import build, register_model
+from . import build, channels_last, register_model
 
 
 class SameConv1d(nn.Conv1d):
@@ -78,11 +78,14 @@ class PlainCNN(nn.Module):
             if i in cfg.pool_after:
                 layers.append(pool(cfg.pool, ceil_mode=True))
             c = f
-        self.body = nn.Sequential(*layers)
+        self.body = channels_last(nn.Sequential(*layers)) if two_d else nn.Sequential(*layers)
         self.head = nn.Linear(c, cfg.n_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.body(x.unsqueeze(1))  # (B, 1, T) -> (B, C, T') or (B, 1, F, T) -> (B, C, F', T')
+        x = x.unsqueeze(1)  # (B, 1, T) or (B, 1, F, T)
+        if x.dim() == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        h = self.body(x)  # (B, C, T') or (B, C, F', T')
         return self.head(h.flatten(2).mean(-1))  # (B, K)
 
 

@@ -6,8 +6,15 @@ protocol (`[row.paper_protocol]`, default: a random split with the recipe's rati
 speaker-independent protocol (`[row.speaker_independent]`, default: 6 speaker folds). `[defaults]`
 apply to every row; `[budget]` (and a row's own `[row.budget]`) sets what the default run does so a
 recipe fits in 30 minutes on two cores (epochs, early-stopping patience, folds run); `--full` drops
-the budget (the paper's epochs and patience as `voxemo.papers` holds them, every fold), and
-`--quick` shrinks everything to a smoke run on six speakers.
+the budget and trains to convergence: every fold, each run for the paper's epochs or until the
+validation score has not improved for the model's patience (`voxemo.papers`: 15 for seeds 000,
+001 and 004, 20 for 002, 10 for 003), whichever comes first, keeping the best validation epoch;
+`--quick` shrinks everything to a smoke run on six speakers. A row may run one protocol only
+(`protocols = ["paper_protocol"]`, for a variant that only means something under the paper's split).
+
+A run resumes: `reproduce` into the same out_dir keeps every finished fold and continues a fold in
+progress from its last finished epoch, so a `--full` recipe may span several sittings; each row's
+wall time (results.json `seconds`, the table's last column) adds up all of them.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from typing import Callable
 
 RECIPES = Path(__file__).parent
 QUICK = {"epochs": 1, "max_folds": 1, "speakers": 6}
+PROTOCOLS = ("paper_protocol", "speaker_independent")  # a row's two runs
 
 
 def list_recipes() -> list[str]:
@@ -52,6 +60,8 @@ def row_experiments(recipe: dict, row: dict, *, quick: bool = False, full: bool 
     base = _merge(recipe.get("defaults", {}), row.get("common", {}))
     out = {}
     for key, default in (("paper_protocol", {"protocol": "random"}), ("speaker_independent", {"protocol": "speaker-kfold"})):
+        if key not in row.get("protocols", PROTOCOLS):
+            continue
         d = _merge(base, default, row.get(key, {}))
         if d["protocol"] not in ("random",) and "max_folds" not in d and budget.get("max_folds"):
             d["max_folds"] = budget["max_folds"]
@@ -94,21 +104,33 @@ def reproduce(name: str, data_root: Path, out_dir: Path, *, quick: bool = False,
                 "classes": m["classes"], "folds_run": len(m["folds"]),
                 "epochs_run": [f.get("epochs_run") for f in m["folds"]],
                 "epochs_cap": None if exp.is_baseline else exp.train_config().epochs,
+                "patience": None if exp.is_baseline else exp.train_config().patience,
                 "folds_total": m.get("folds_total", len(m["folds"])),
+                "flags": [f.get("flags", []) for f in m["folds"]],
+                "seconds": m["seconds"],  # every sitting of a resumed run
             }
         rows.append(result)
+    sitting = round(time.perf_counter() - t0, 1)
+    total = round(sum(r[k]["seconds"] for r in rows for k in PROTOCOLS if k in r), 1)
     results = {"recipe": name, "title": recipe["title"], "paper_protocol": recipe["paper_protocol"],
-               "reference": recipe.get("reference"), "quick": quick, "full": full, "seconds": round(time.perf_counter() - t0, 1), "rows": rows}
+               "reference": recipe.get("reference"), "quick": quick, "full": full,
+               "seconds": max(total, sitting),  # the runs, over every sitting
+               "sitting_seconds": sitting, "rows": rows}
     (out_dir / "results.json").write_text(json.dumps(results, indent=2))
     (out_dir / "table.md").write_text(table_markdown(results))
     return results
+
+
+def _collapsed(m: dict) -> int:
+    return sum(bool(f) for f in m.get("flags", []))
 
 
 def _pct(m: dict | None, metric: str) -> str:
     if not m:
         return "n/a"
     v = m[metric]
-    return f"{100 * v['mean']:.1f} ± {100 * v['std']:.1f} ({len(v['folds'])} fold{'s' if len(v['folds']) > 1 else ''})"
+    mark = " ⚠ collapsed" if _collapsed(m) else ""
+    return f"{100 * v['mean']:.1f} ± {100 * v['std']:.1f} ({len(v['folds'])} fold{'s' if len(v['folds']) > 1 else ''}){mark}"
 
 
 def _run(m: dict | None) -> str:
@@ -116,11 +138,16 @@ def _run(m: dict | None) -> str:
     if not m:
         return "n/a"
     folds = f"{m['folds_run']}/{m.get('folds_total', m['folds_run'])} folds"
+    wall = f", {m['seconds'] / 60:.1f} min" if m.get("seconds") is not None else ""
+    flags = sorted({f for fold in m.get("flags", []) for f in fold})
+    collapsed = f", ⚠ {_collapsed(m)} collapsed ({', '.join(flags)})" if flags else ""
     epochs = [e for e in m.get("epochs_run", []) if e]
     if not epochs or not m.get("epochs_cap"):
-        return folds
+        return folds + wall + collapsed
     stopped = sum(e < m["epochs_cap"] for e in epochs)
-    return f"{folds}, {min(epochs)}-{max(epochs)} of {m['epochs_cap']} epochs ({stopped} stopped early)"
+    patience = f", patience {m['patience']}" if m.get("patience") else ""
+    return (f"{folds}, {min(epochs)}-{max(epochs)} of {m['epochs_cap']} epochs{patience} ({stopped} stopped early)"
+            f"{wall}{collapsed}")
 
 
 def table_markdown(results: dict) -> str:
@@ -133,7 +160,7 @@ def table_markdown(results: dict) -> str:
         "",
         *([f"Reference column: {results['reference']}.", ""] if results.get("reference") else []),
         f"| experiment | metric | {'reference' if results.get('reference') else 'paper'} | ours, paper's protocol | "
-        "ours, speaker-independent | UA, speaker-independent | run (paper's protocol; speaker-independent) |",
+        "ours, speaker-independent | UA, speaker-independent | run, wall time (paper's protocol; speaker-independent) |",
         "|---|---|---|---|---|---|---|",
     ]
     for r in results["rows"]:
@@ -145,6 +172,14 @@ def table_markdown(results: dict) -> str:
                      f"{_run(r.get('paper_protocol'))}; {_run(r.get('speaker_independent'))} |")
     lines.append("")
     mode = ("Quick smoke run (1 epoch, 6 speakers): not comparable with the paper. " if results["quick"]
-            else "Full run (`--full`: no budget). " if results.get("full") else "")
-    lines.append(f"{mode}Wall time {results['seconds'] / 60:.1f} min.")
+            else "Full run (`--full`: every fold; the paper's epochs, or until the validation score has not "
+                 "improved for the patience given, whichever comes first). " if results.get("full") else "")
+    if any(_collapsed(r.get(k) or {}) for r in results["rows"] for k in PROTOCOLS):
+        lines.append("⚠ collapsed: in the folds counted, at least 90 % of the test predictions fell on one class, "
+                     "or the training loss never fell below 97 % of ln K (chance); such figures are not a trained "
+                     "model's (`evaluate.collapse_flags`).")
+        lines.append("")
+    sittings = (f" over several sittings (this one {results['sitting_seconds'] / 60:.1f} min)"
+                if results.get("sitting_seconds") is not None and results["sitting_seconds"] < results["seconds"] else "")
+    lines.append(f"{mode}Wall time {results['seconds'] / 60:.1f} min{sittings}.")
     return "\n".join(lines) + "\n"
