@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 from voxemo.cli import app
 
 from .conftest import DATA
+from .test_experiment import six_actors  # noqa: F401  (a fixture: RAVDESS speech actors 1-6)
 
 ray = pytest.importorskip("ray", reason="the Ray tests need voxemo[ray] (part of voxemo[test])")
 
@@ -38,15 +39,6 @@ def local_ray(tmp_path_factory):
     ray_shutdown()
     mp.undo()
     shutil.rmtree(tmp, ignore_errors=True)
-
-
-@pytest.fixture(scope="module")
-def six_actors(tmp_path_factory):
-    """RAVDESS speech actors 1-6 (3 F, 3 M), linked into a folder of their own."""
-    root = tmp_path_factory.mktemp("ravdess6")
-    for a in range(1, 7):
-        (root / f"Actor_{a:02d}").symlink_to(DATA / "ravdess_speech" / f"Actor_{a:02d}")
-    return root
 
 
 def test_an_address_that_does_not_answer_is_one_clear_error(monkeypatch, tmp_path):
