@@ -48,8 +48,10 @@ demo: install
 	@echo "every command in the README runs now; the microphone (voxemo listen) also needs PortAudio:"
 	@echo "  apt-get install libportaudio2 && $(PIP) install -e '.[mic]'"
 
+# The Ray tests (tests/test_ray.py) start a local 2-CPU instance of their own: no dashboard, usage
+# statistics off, its folder under pytest's temporary folder and removed afterwards.
 test: install-test
-	$(PY) -m pytest -q
+	RAY_USAGE_STATS_ENABLED=0 $(PY) -m pytest -q
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -127,9 +127,9 @@ def data_info(
 
 @app.command("features")
 def features(
-    path: Annotated[str, typer.Argument(help="Corpus folder, or NAME:FOLDER.")],
-    kind: Annotated[str, typer.Option("--kind", "-k", help="logmel, mfcc, stft, mean_mfcc, egemaps, compare, or whisper (Whisper base's per-layer mean and std, cached per clip).")] = "logmel",
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output .npz file (features, lengths, path, emotion, speaker, gender).")] = Path("features.npz"),
+    path: Annotated[str, typer.Argument(help="Corpus folder, or NAME:FOLDER; with a .parquet --out, any folder of audio files or a .txt list of paths.")],
+    kind: Annotated[str, typer.Option("--kind", "-k", help="logmel, mfcc, stft, mean_mfcc, egemaps, compare, or whisper (Whisper base's per-layer mean and std, cached per clip); egemaps and compare not with a .parquet --out.")] = "logmel",
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output .npz file (features, lengths, path, emotion, speaker, gender), or a folder ending in .parquet: Parquet parts written as results come, a rerun skipping the files already in them (for large file lists).")] = Path("features.npz"),
     corpus: CorpusOpt = None,
     strict: StrictOpt = False,
     sample_rate: Annotated[int, typer.Option("--sr", help="Sample rate the audio is resampled to (Hz).")] = SAMPLE_RATE,
@@ -138,9 +138,12 @@ def features(
     n_mels: Annotated[int, typer.Option(help="Mel bands (logmel, mfcc).")] = 128,
     n_mfcc: Annotated[int, typer.Option(help="Cepstral coefficients (mfcc, mean_mfcc).")] = 40,
     cache: Annotated[bool, typer.Option(help="Use the decoded-waveform cache ($VOXEMO_CACHE_DIR or the user cache folder).")] = True,
+    executor: Annotated[str, typer.Option("--executor", help="With a .parquet --out: local (this process) or ray (a pool of Ray Data workers, each loading the front-end or encoder once; needs voxemo[ray]).")] = "local",
+    ray_address: RayAddressOpt = None, cpus_per_task: TaskCpusOpt = 1,
+    workers: Annotated[Optional[int], typer.Option("--workers", min=1, help="--executor ray: workers in the pool.  [default: the cluster's CPUs / --cpus-per-task]")] = None,
     force: ForceOpt = False,
 ):
-    """Extract features for a corpus into one .npz file, with a progress bar."""
+    """Extract features for a corpus into one .npz file, or for any list of files into Parquet parts, with a progress bar."""
     import tempfile
 
     from .audio import AudioError
@@ -148,15 +151,19 @@ def features(
     from .data import extract_features
     from .features import KINDS, SMILE_SETS, FrontendConfig
 
-    if kind not in KINDS + SMILE_SETS:
-        fail(f"--kind must be one of {', '.join(KINDS + SMILE_SETS)}, not {kind!r}")
-    if out.suffix != ".npz":
-        fail(f"--out must end in .npz, not {out.name!r}")
-    refuse_overwrite(out, force)
-    m = scan_data(path, corpus, strict)
     whole = kind == "whisper"  # the encoder models hear whole clips
     settings = AudioSettings(sample_rate, (0.0 if whole else 0.5) if offset is None else offset,
                              (None if whole else 3.0) if duration is None else duration or None)
+    if out.suffix == ".parquet" or executor != "local":
+        features_to_parquet(path, kind, out, settings, {"n_mels": n_mels, "n_mfcc": n_mfcc}, executor, ray_address,
+                            cpus_per_task, workers)
+        return
+    if kind not in KINDS + SMILE_SETS:
+        fail(f"--kind must be one of {', '.join(KINDS + SMILE_SETS)}, not {kind!r}")
+    if out.suffix != ".npz":
+        fail(f"--out must end in .npz (or .parquet, a folder of parts), not {out.name!r}")
+    refuse_overwrite(out, force)
+    m = scan_data(path, corpus, strict)
     cfg = None if kind in SMILE_SETS + ("whisper",) else FrontendConfig.for_kind(kind, n_mels=n_mels, n_mfcc=n_mfcc)
     with progress_bar() as bar, tempfile.TemporaryDirectory() as tmp:
         task = bar.add_task(f"{kind} features", total=2 * len(m))
@@ -170,6 +177,43 @@ def features(
     console.print(f"{len(fs.utterances)} clips -> {out} {tuple(fs.features.shape)}", highlight=False)
     for s in fs.skipped:
         err.print(styled("skipped", "yellow", f" {s}"), highlight=False)
+
+
+def features_to_parquet(path: str, kind: str, out: Path, audio, sizes: dict, executor: str, ray_address, cpus: int,
+                        workers) -> None:
+    """`voxemo features ... --out DIR.parquet`: features of every file not yet in DIR (bulk.feature_files)."""
+    from .audio import AudioError
+    from .bulk import feature_files
+    from .encoders import EncoderError
+    from .features import KINDS, FrontendConfig
+
+    if kind not in KINDS:
+        fail(f"--kind must be one of {', '.join(KINDS)} with a .parquet --out, not {kind!r}")
+    if out.suffix != ".parquet":
+        fail(f"--executor {executor} writes Parquet parts: --out must be a folder ending in .parquet, not {out.name!r}")
+    if kind != "whisper" and audio.duration is None:
+        fail(f"{kind} features of whole clips differ in length from file to file: give --duration")
+    files = expand_inputs([Path(path)])
+    if not files:
+        fail(f"no audio files in {path}")
+    frontend = None if kind == "whisper" else FrontendConfig.for_kind(kind, **sizes).to_dict()
+    if kind == "whisper":
+        from .encoders import load_whisper_encoder
+
+        try:
+            load_whisper_encoder()  # a missing encoder: one line here, not in every worker
+        except EncoderError as e:
+            fail(str(e))
+    runner = open_executor(executor, ray_address, cpus)
+    with progress_bar() as bar:
+        task = bar.add_task(f"{kind} features", total=len(files))
+        try:
+            c = feature_files(files, out, kind=kind, audio=audio, frontend=frontend, executor=runner, workers=workers,
+                              progress=lambda n: bar.advance(task, n))
+        except (AudioError, EncoderError) as e:
+            fail(str(e))
+    console.print(f"{c['written']} files -> {out} ({c['parts']} parts; {c['done_before']} were there already; "
+                  f"{c['failed']} could not be used)", highlight=False, soft_wrap=True)
 
 
 # --- training and evaluation -----------------------------------------------------------------------
@@ -187,6 +231,21 @@ LrOpt = Annotated[Optional[float], typer.Option("--lr", help="Learning rate.  [d
 BatchOpt = Annotated[Optional[int], typer.Option("--batch-size", help="Clips per step.  [default: the model's]")]
 SeedOpt = Annotated[Optional[int], typer.Option("--seed", help="Seed for folds, initialisation, order and augmentation.  [default: 0]")]
 ResumeOpt = Annotated[bool, typer.Option("--resume", help="Continue an interrupted run from its last finished epoch (and fold).")]
+ExecutorOpt = Annotated[str, typer.Option("--executor", help="local (in this process, one piece after another) or ray (each fold, row or trial a Ray task; a local Ray instance, or the cluster RAY_ADDRESS or --ray-address names; needs voxemo[ray]).")]
+RayAddressOpt = Annotated[Optional[str], typer.Option("--ray-address", help="--executor ray: the cluster's head (host:port, or auto).  [default: $RAY_ADDRESS, else a local instance]")]
+TaskCpusOpt = Annotated[int, typer.Option("--cpus-per-task", min=1, help="--executor ray: CPUs (torch threads) each fold, row or worker asks for.")]
+
+
+def open_executor(name: str, address: str | None = None, cpus: int = 1):
+    """The executor a command runs its pieces on, with a one-line error when Ray is missing or does not answer."""
+    from .executors import EXECUTORS, ExecutorError, make_executor
+
+    if name not in EXECUTORS:
+        fail(f"--executor must be one of {', '.join(EXECUTORS)}, not {name!r}")
+    try:
+        return make_executor(name, address=address, cpus=cpus)
+    except ExecutorError as e:
+        fail(str(e))
 
 
 def build_experiment(config: Path | None, **flags):
@@ -301,6 +360,7 @@ def cv_cmd(
     batch_size: BatchOpt = None, seed: SeedOpt = None,
     per_gender: Annotated[Optional[bool], typer.Option("--per-gender/--no-per-gender", help="One model per gender.")] = None,
     resume: ResumeOpt = False, encoder: EncoderOpt = None,
+    executor: ExecutorOpt = "local", ray_address: RayAddressOpt = None, cpus_per_task: TaskCpusOpt = 1,
 ):
     """Cross-validate a model under a protocol and write a run directory (metrics.json, report.md, plots)."""
     from .experiment import cross_validate
@@ -311,6 +371,7 @@ def cv_cmd(
                            lr=lr, batch_size=batch_size, seed=seed, per_gender=per_gender,
                            encoder=str(encoder) if encoder else None)
     check_run_dir(out, resume)
+    runner = open_executor(executor, ray_address, cpus_per_task)
     manifest = load_data(data)
     out = out or new_run_dir("runs", exp.model)  # created only once the data is known to load
     with progress_bar() as bar:
@@ -319,16 +380,76 @@ def cv_cmd(
         ep = bar.add_task("training", total=None if exp.is_baseline else exp.train_config().epochs)
 
         def on_fold(i, n, m):
-            bar.update(fold_task, total=n, completed=i + 1, description=f"fold {i + 1}/{n}: UA {m['ua']:.3f}")
+            bar.update(fold_task, total=n, advance=1, description=f"fold {i + 1}/{n}: UA {m['ua']:.3f}")
             bar.reset(ep)
 
         try:
-            metrics = cross_validate(manifest, exp, out, resume=resume, on_fold=on_fold,
+            metrics = cross_validate(manifest, exp, out, resume=resume, on_fold=on_fold, executor=runner,
                                      on_epoch=epoch_printer(bar, ep), decode_progress=lambda n: bar.advance(dec, n))
         except ValueError as e:
             fail(str(e))
     console.print(summary_table(metrics))
     console.print(f"run written to {out}", highlight=False)
+
+
+@app.command("tune")
+def tune_cmd(
+    data: DataArgs,
+    space: Annotated[Path, typer.Option("--space", help="TOML search space: [train], [model_overrides], [frontend] tables; a key is a value or {loguniform = [a, b]}, {uniform = [a, b]}, {randint = [a, b]}, {choice = [...]}.")],
+    model: ModelOpt = None,
+    trials: Annotated[int, typer.Option("--trials", min=1, help="Settings tried inside each outer fold.")] = 8,
+    grace: Annotated[int, typer.Option("--grace", min=1, help="ASHA: epochs every trial runs before it may be stopped.")] = 1,
+    protocol: Annotated[Optional[str], typer.Option("--protocol", help="Outer folds: speaker-kfold or loso (trials are scored on each fold's validation speakers).  [default: speaker-kfold]")] = None,
+    folds: Annotated[Optional[int], typer.Option("--folds", help="k of the outer speaker k-fold.  [default: 6]")] = None,
+    max_folds: Annotated[Optional[int], typer.Option("--max-folds", help="Sweep only the first N outer folds.")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Run directory (metrics.json, report.md, sweep.json).  [default: runs/tune-<model>-<time>]")] = None,
+    config: ConfigOpt = None, task: TaskOpt = None, channel: ChannelOpt = None, intensity: IntensityOpt = None,
+    emotions: EmotionsOpt = None, gender: GenderOpt = None, epochs: EpochsOpt = None, seed: SeedOpt = None,
+    resume: ResumeOpt = False,
+    executor: Annotated[str, typer.Option("--executor", help="local: Ray Tune on an embedded Ray instance of this machine, the retrains in this process; ray: the instance or cluster RAY_ADDRESS or --ray-address names, the retrains as tasks. Both need voxemo[ray].")] = "local",
+    ray_address: RayAddressOpt = None, cpus_per_task: TaskCpusOpt = 1,
+):
+    """Nested hyper-parameter search (Ray Tune, ASHA early stopping): trials scored on each outer fold's
+    validation speakers only, the chosen settings retrained and scored on its test speakers."""
+    import json
+
+    from .config import ConfigError
+    from .executors import ExecutorError, ray_init
+    from .report import new_run_dir, summary_table
+    from .sweep import load_space, nested_sweep
+
+    exp = build_experiment(config, model=model, protocol=protocol, folds=folds, max_folds=max_folds, task=task,
+                           channel=channel, intensity=intensity, emotions=emotions, gender=gender, epochs=epochs, seed=seed)
+    try:
+        search = load_space(space, exp)
+    except ConfigError as e:
+        fail(str(e))
+    check_run_dir(out, resume)
+    runner = open_executor(executor, ray_address, cpus_per_task)
+    if executor == "local":
+        try:
+            ray_init(address="local")
+        except ExecutorError as e:
+            fail(str(e))
+    manifest = load_data(data)
+    out = out or new_run_dir("runs", f"tune-{exp.model}")
+    with progress_bar() as bar:
+        dec = bar.add_task("decoding", total=len(manifest))
+        fold_task = bar.add_task("outer folds", total=None)
+
+        def on_fold(i, n, m):
+            bar.update(fold_task, total=n, advance=1, description=f"fold {i + 1}/{n}: test UA {m['ua']:.3f}")
+
+        try:
+            metrics = nested_sweep(manifest, exp, search, out, trials=trials, executor=runner, grace_period=grace,
+                                   resume=resume, on_fold=on_fold, decode_progress=lambda n: bar.advance(dec, n))
+        except ValueError as e:
+            fail(str(e))
+    for f in metrics["sweep"]:
+        console.print(f"{f['fold']}: chosen {json.dumps(f['chosen'])}; test UA {f['test_ua']:.3f}, WA {f['test_wa']:.3f}",
+                      highlight=False, soft_wrap=True)
+    console.print(summary_table(metrics))
+    console.print(f"run written to {out} (sweep.json: every trial)", highlight=False)
 
 
 @app.command("evaluate")
@@ -379,6 +500,7 @@ def reproduce_cmd(
     full: Annotated[bool, typer.Option("--full", help="Train to convergence, ignoring the recipe's 30-minute [budget]: every fold, each run for the paper's epochs or until the validation score has not improved for the model's patience, whichever comes first (hours on a CPU; resumable with --resume).")] = False,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output folder (table.md, results.json, one run directory per row and protocol).  [default: runs/reproduce-NAME-<time>]")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run in --out: finished folds are kept, a fold in progress continues from its last finished epoch; the table's wall times add up every sitting.")] = False,
+    executor: ExecutorOpt = "local", ray_address: RayAddressOpt = None, cpus_per_task: TaskCpusOpt = 1,
 ):
     """Rerun a paper's experiment: the paper's figure, ours under its protocol, ours speaker-independent."""
     import os
@@ -397,10 +519,12 @@ def reproduce_cmd(
         fail("--resume continues the run in --out DIR: pass the folder of the interrupted run")
     if out is not None and not resume and out.is_dir() and any(out.iterdir()):
         fail(f"{out} already holds a run: pass --resume to continue it, or choose another --out")
+    runner = open_executor(executor, ray_address, cpus_per_task)
     out = out or new_run_dir("runs", f"reproduce-{name}" + ("-quick" if quick else "-full" if full else ""))
     with err.status("running") as status:
         try:
-            results = reproduce(name, data, out, quick=quick, full=full, on_row=lambda r: status.update(f"{name}: {r}"))
+            results = reproduce(name, data, out, quick=quick, full=full, on_row=lambda r: status.update(f"{name}: {r}"),
+                                executor=runner)
         except ValueError as e:
             fail(str(e))
     from rich.markdown import Markdown
@@ -436,13 +560,16 @@ def load_predictor(model: Path | None, runtime: str = "torch", threads: int = 1,
 
 
 def expand_inputs(items: list[Path]) -> list[Path]:
-    """Folders -> their audio files (sorted, recursively); files kept as given, even missing ones
+    """Folders -> their audio files (sorted, recursively); a .txt file -> the paths it lists, one a
+    line (blank lines and lines starting with # skipped); files kept as given, even missing ones
     (they are reported per file)."""
     from .corpora import audio_files
 
     out = []
     for p in items:
-        if p.is_dir():
+        if p.suffix == ".txt" and p.is_file():
+            out += [Path(line.strip()) for line in p.read_text().splitlines() if line.strip() and not line.startswith("#")]
+        elif p.is_dir():
             found = audio_files(p)
             if not found:
                 err.print(styled("warning:", "yellow", f" {p}: no audio files in this folder"), highlight=False)
@@ -580,6 +707,33 @@ def check_plot(plot: Path, files: list[Path], force: bool) -> None:
     refuse_overwrite(plot, force)
 
 
+def predict_to_file(files, out, model, runtime, executor, ray_address, cpus, workers, timeline) -> None:
+    """`voxemo predict --out FILE`: every file not yet in FILE predicted and appended (bulk.predict_files)."""
+    from .bulk import predict_files
+    from .export import ExportError
+    from .pipeline import PipelineError
+
+    if out is None:
+        fail(f"--executor {executor} writes its results to a file: pass --out FILE.jsonl")
+    if timeline:
+        fail("--out writes one prediction per file; --timeline and --plot print theirs")
+    if runtime not in ("torch", "onnx"):
+        fail(f"--runtime must be torch or onnx, not {runtime!r}")
+    load_predictor(model, runtime)  # a missing model or runtime: one line here, not in every worker
+    runner = open_executor(executor, ray_address, cpus)
+    with progress_bar() as bar:
+        task = bar.add_task("predicting", total=len(files))
+        try:
+            c = predict_files(files, out, model=model, runtime=runtime, executor=runner, workers=workers,
+                              progress=lambda n: bar.advance(task, n))
+        except (PipelineError, ExportError) as e:
+            fail(str(e))
+        bar.update(task, completed=len(files))
+    console.print(f"{c['written']} files predicted into {out} ({c['done_before']} were there already; "
+                  f"{c['no_speech']} without speech, {c['failed']} could not be read)", highlight=False, soft_wrap=True)
+    raise typer.Exit(1 if c["failed"] else 0)
+
+
 @app.command("predict")
 def predict_cmd(
     inputs: Annotated[list[Path], typer.Argument(help="Audio files or folders (searched recursively for audio files).")],
@@ -591,6 +745,10 @@ def predict_cmd(
     plot: Annotated[Optional[Path], typer.Option("--plot", help="Timeline: also draw it into this PNG (one input file; implies --timeline).")] = None,
     runtime: RuntimeOpt = "torch",
     threads: Annotated[int, typer.Option("--threads", help="onnxruntime intra-op threads (--runtime onnx).")] = 1,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Write one JSON object a line (as --format json) to this file as results come, instead of printing; a rerun skips the files already in it (for large file lists).")] = None,
+    executor: Annotated[str, typer.Option("--executor", help="With --out: local (this process) or ray (a pool of Ray Data workers, each loading the model once; needs voxemo[ray]).")] = "local",
+    ray_address: RayAddressOpt = None, cpus_per_task: TaskCpusOpt = 1,
+    workers: Annotated[Optional[int], typer.Option("--workers", min=1, help="--executor ray: workers in the pool.  [default: the cluster's CPUs / --cpus-per-task]")] = None,
     force: ForceOpt = False,
     encoder: EncoderOpt = None,
 ):
@@ -612,6 +770,8 @@ def predict_cmd(
     files = expand_inputs(inputs)
     if not files:
         fail("no audio files to predict")
+    if out is not None or executor != "local":
+        predict_to_file(files, out, model, runtime, executor, ray_address, cpus_per_task, workers, timeline or plot is not None)
     if plot is not None:
         timeline = True
         check_plot(plot, files, force)

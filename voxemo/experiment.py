@@ -217,15 +217,59 @@ def train_fold(exp: Experiment, clips: Sequence[np.ndarray], waves: torch.Tensor
     return pipe, history, m
 
 
+@dataclass
+class FoldInputs:
+    """What every fold of a cross-validation run reads: shipped once to an executor (Ray's object
+    store), so a fold runs on any machine without the corpus on its disk."""
+
+    exp: Experiment
+    clips: list  # decoded clips (np.ndarray each), as `voxemo predict` hears them at test time
+    waves: torch.Tensor  # training inputs: crops (B, N) or an encoder's statistics (B, L + 1, 2, D)
+    labels: torch.Tensor  # (B,) class indices
+    classes: list[str]
+    genders: np.ndarray  # (B,) per_gender routing
+
+
+def run_fold(inputs: FoldInputs, fold: Fold, *, exp: Experiment | None = None, checkpoint_dir=None,
+             resume: bool = False, on_epoch=None) -> dict:
+    """One fold from start to finish, with everything it needs in its arguments: {"metrics",
+    "history", "seconds" (every sitting's), "resumed_seconds" (earlier sittings'), "weights"} (the fold's pipeline state as numpy arrays, per gender model
+    prefixed "female." / "male." / "gender."). Writes nothing but the training checkpoint, and that
+    only with `checkpoint_dir` (an executor on another machine passes None). `exp` overrides
+    inputs.exp (a sweep's chosen settings)."""
+    exp = exp or inputs.exp
+    t0 = time.perf_counter()
+    resumed = 0.0  # seconds this fold trained in earlier sittings (per-gender folds: not counted)
+    if exp.per_gender:
+        m, h, pipes = _per_gender_fold(exp, inputs.clips, inputs.waves, inputs.labels, inputs.classes, fold,
+                                       inputs.genders, checkpoint_dir, resume, on_epoch)
+    else:
+        pipe, history, m = train_fold(exp, inputs.clips, inputs.waves, inputs.labels, inputs.classes, fold,
+                                      checkpoint_dir=checkpoint_dir, resume=resume, on_epoch=on_epoch)
+        h, pipes, resumed = history.curves(), {"": pipe}, history.resumed_seconds
+    weights = {f"{g}.{k}" if g else k: v.detach().cpu().numpy() for g, p in pipes.items() for k, v in p.state_dict().items()}
+    return {"metrics": m, "history": h, "seconds": round(time.perf_counter() - t0 + resumed, 1),
+            "resumed_seconds": resumed, "weights": weights}
+
+
 def cross_validate(manifest: Sequence[Utterance], exp: Experiment, run_dir: Path, *, resume: bool = False,
                    on_fold: Callable[[int, int, dict], None] | None = None,
                    on_epoch: Callable[[dict], None] | None = None,
-                   decode_progress: Callable[[int], None] | None = None) -> dict:
-    """Run `exp.protocol` over the selected utterances; write the run directory; return metrics.json's dict."""
+                   decode_progress: Callable[[int], None] | None = None, executor=None) -> dict:
+    """Run `exp.protocol` over the selected utterances; write the run directory; return metrics.json's dict.
+
+    executor: where the folds run (`executors.LocalExecutor`, the default, or `RayExecutor`: each
+    fold a task). Only this function writes the run directory; a remote fold returns its weights,
+    written to foldNN/weights.safetensors. `resume` keeps finished folds either way; a local fold
+    also continues from its last epoch, a remote one starts again.
+    """
     if exp.is_baseline:
         from .baseline import cross_validate_baseline
 
         return cross_validate_baseline(manifest, exp, run_dir, on_fold=on_fold, decode_progress=decode_progress)
+    from .executors import LocalExecutor
+
+    executor = executor or LocalExecutor()
     plan = plan_folds(manifest, exp)
     clips = load_clips(plan.utts, exp.audio, decode_progress)
     if exp.leaky_noisy_copies:
@@ -237,34 +281,36 @@ def cross_validate(manifest: Sequence[Utterance], exp: Experiment, run_dir: Path
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.json").write_text(json.dumps(exp.to_dict(), indent=2))
-    fold_metrics, histories = [], []
+    fold_metrics, histories = [None] * len(folds), [None] * len(folds)
     t0 = time.perf_counter()
     earlier = 0.0  # seconds the folds taken from an interrupted run took then
-    for i, fold in enumerate(folds):
-        fold_dir = run_dir / f"fold{i + 1:02d}"
-        done_file = fold_dir / "metrics.json"
-        t_fold = time.perf_counter()
-        if resume and done_file.is_file():
-            saved = json.loads(done_file.read_text())
-            m, h = saved["metrics"], saved["history"]
+    fold_dirs = [run_dir / f"fold{i + 1:02d}" for i in range(len(folds))]
+    todo = []
+    for i, fold_dir in enumerate(fold_dirs):
+        if resume and (fold_dir / "metrics.json").is_file():
+            saved = json.loads((fold_dir / "metrics.json").read_text())
+            fold_metrics[i], histories[i] = saved["metrics"], saved["history"]
             earlier += saved.get("seconds", 0.0)
+            if on_fold:
+                on_fold(i, len(folds), fold_metrics[i])
         else:
-            earlier_epochs = 0.0  # seconds this fold trained in earlier sittings (per-gender folds: not counted)
-            if exp.per_gender:
-                m, h = _per_gender_fold(exp, clips, waves, labels, classes, fold, genders, fold_dir, resume, on_epoch)
-            else:
-                _, history, m = train_fold(exp, clips, waves, labels, classes, fold, checkpoint_dir=fold_dir,
-                                           resume=resume, on_epoch=on_epoch)
-                h = history.curves()
-                earlier_epochs = history.resumed_seconds
-            earlier += earlier_epochs
-            fold_dir.mkdir(parents=True, exist_ok=True)
-            seconds = time.perf_counter() - t_fold + earlier_epochs
-            done_file.write_text(json.dumps({"metrics": m, "history": h, "seconds": round(seconds, 1)}))
-        fold_metrics.append(m)
-        histories.append(h)
+            todo.append(i)
+    local = not executor.remote
+    jobs = [{"fold": folds[i], "checkpoint_dir": fold_dirs[i] if local else None, "resume": resume,
+             "on_epoch": on_epoch if local else None} for i in todo]
+    inputs = FoldInputs(exp, clips, waves, labels, classes, genders)
+    for k, r in executor.map(run_fold, inputs, jobs):
+        i = todo[k]
+        fold_dirs[i].mkdir(parents=True, exist_ok=True)
+        if not local:
+            from safetensors.numpy import save_file
+
+            save_file(r["weights"], str(fold_dirs[i] / "weights.safetensors"))
+        fold_metrics[i], histories[i] = r["metrics"], r["history"]
+        earlier += r["resumed_seconds"]
+        (fold_dirs[i] / "metrics.json").write_text(json.dumps({k_: r[k_] for k_ in ("metrics", "history", "seconds")}))
         if on_fold:
-            on_fold(i, len(folds), m)
+            on_fold(i, len(folds), r["metrics"])
     return finish_run(run_dir, exp, exp.to_dict(), plan, fold_metrics, histories, t0 - earlier)
 
 
@@ -291,15 +337,20 @@ def leaky_copies_before_split(plan, clips: Sequence[np.ndarray], exp: Experiment
 def _per_gender_fold(exp, clips, waves, labels, classes, fold, genders, fold_dir, resume, on_epoch):
     """One model per gender on that gender's clips; each test clip is scored by the model of its
     true gender, or (route_by="predicted", seed 002_0b61's three-model pipeline) of the gender a
-    gender model trained on the same fold predicts for it."""
+    gender model trained on the same fold predicts for it. (metrics, curves, {name: pipeline})."""
+    def sub(name):  # the checkpoint folder of one of the fold's models (none when fold_dir is None)
+        return Path(fold_dir) / name if fold_dir is not None else None
+
     test = torch.as_tensor(fold.test)
+    pipes = {}
     routed = genders[fold.test]
     extra = {}
     if exp.route_by == "predicted":
         gexp = dataclasses.replace(exp, task="gender", per_gender=False)
         is_male = torch.as_tensor((genders == "male").astype(np.int64))
         gpipe, _, _ = train_fold(gexp, clips, waves, is_male, ["female", "male"], fold,
-                                 checkpoint_dir=fold_dir / "gender", resume=resume, on_epoch=on_epoch)
+                                 checkpoint_dir=sub("gender"), resume=resume, on_epoch=on_epoch)
+        pipes["gender"] = gpipe
         gprobs = heard(gpipe, [clips[i] for i in fold.test])
         routed = np.where(gprobs.argmax(1) == 1, "male", "female")
         extra["routing_accuracy"] = float((routed == genders[fold.test]).mean())
@@ -313,8 +364,9 @@ def _per_gender_fold(exp, clips, waves, labels, classes, fold, genders, fold_dir
                     fold.test[genders[fold.test] == g])
         if not (routed == g).any():
             continue
-        pipe, history, _ = train_fold(exp, clips, waves, labels, classes, part, checkpoint_dir=fold_dir / g,
+        pipe, history, _ = train_fold(exp, clips, waves, labels, classes, part, checkpoint_dir=sub(g),
                                       resume=resume, on_epoch=on_epoch)
+        pipes[g] = pipe
         probs = heard(pipe, [clips[i] for i in fold.test[routed == g]])
         preds[routed == g] = probs.argmax(1)
         curves[g] = history.curves()
@@ -324,7 +376,7 @@ def _per_gender_fold(exp, clips, waves, labels, classes, fold, genders, fold_dir
               if "loss at chance" in collapse_flags(m["confusion"], c["train_loss"])]
     m.update(classes=classes, fold=fold.name, n_test=len(fold.test), flags=flags, **extra)
     h = curves.get("female") or curves.get("male") or {}
-    return m, h
+    return m, h, pipes
 
 
 def train_pipeline(manifest: Sequence[Utterance], exp: Experiment, *, on_epoch=None, decode_progress=None,

@@ -76,8 +76,11 @@ def row_experiments(recipe: dict, row: dict, *, quick: bool = False, full: bool 
 
 
 def reproduce(name: str, data_root: Path, out_dir: Path, *, quick: bool = False, full: bool = False,
-              on_row: Callable[[str], None] | None = None) -> dict:
-    """Run every row of a recipe under both protocols; write `table.md` and `results.json` to out_dir."""
+              on_row: Callable[[str], None] | None = None, executor=None) -> dict:
+    """Run every row of a recipe under both protocols; write `table.md` and `results.json` to out_dir.
+
+    executor: where each row's folds run (`voxemo.executors`; default in this process). Rows run one
+    after another, their folds side by side; SVM baseline rows run in this process."""
     from ..experiment import Experiment, cross_validate, load_corpora
 
     recipe = load_recipe(name)
@@ -95,7 +98,7 @@ def reproduce(name: str, data_root: Path, out_dir: Path, *, quick: bool = False,
             if on_row:
                 on_row(f"{row['label']} [{key}]")
             exp = Experiment(**d)
-            m = cross_validate(manifest, exp, out_dir / f"row{i + 1:02d}-{key}", resume=True)
+            m = cross_validate(manifest, exp, out_dir / f"row{i + 1:02d}-{key}", resume=True, executor=executor)
             result[key] = {k: m[k] for k in ("ua", "wa", "macro_f1")} | {
                 "protocol": m["protocol"], "speaker_independent": m["speaker_independent"],
                 "classes": m["classes"], "folds_run": len(m["folds"]),
