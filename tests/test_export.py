@@ -232,4 +232,4 @@ def test_cli_exports_the_bundled_model_without_a_path(tmp_path):
     out = tmp_path / "bundled.onnx"
     r = run("export", "--onnx", out)
     assert r.exit_code == 0, r.output
-    assert out.is_file() and "voxemo_net" in r.stdout and "largest probability difference" in r.stdout
+    assert out.is_file() and "encoder_head" in r.stdout and "largest probability difference" in r.stdout
