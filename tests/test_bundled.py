@@ -69,3 +69,20 @@ def test_default_model_keeps_its_labels_when_the_clips_are_played_quieter(defaul
         x = load_audio(path)
         labels = {g: default.predict(x * np.float32(10 ** (g / 20)), sr=16000)["label"] for g in (0, -30)}
         assert labels[0] == labels[-30], path.name
+
+
+def test_default_model_runs_only_the_encoder_blocks_its_head_reads(default):
+    """The head reads layers 0-4: blocks 5 and 6 are not run, and the answer is the same as with them."""
+    import torch
+
+    stats = default.pipeline.frontend.features
+    assert stats.upto == max(default.pipeline.model.layers) < default.pipeline.encoder.cfg.layers
+    x = torch.from_numpy(load_audio(EXAMPLES[0]))[None]
+    with torch.inference_mode():
+        short = default.pipeline(x)
+        stats.upto = None
+        try:
+            full = default.pipeline(x)
+        finally:
+            stats.upto = max(default.pipeline.model.layers)
+    torch.testing.assert_close(short, full, rtol=0, atol=1e-6)

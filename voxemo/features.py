@@ -269,13 +269,14 @@ class EncoderStats(nn.Module):
     def __init__(self, encoder: nn.Module):
         super().__init__()
         object.__setattr__(self, "encoder", encoder.eval().requires_grad_(False))  # frozen; not a submodule: not in the state dict
+        self.upto: int | None = None  # run only this many blocks (the rows above are zeros): set to what the head reads
 
     @property
     def output_shape(self) -> tuple[int, int, int]:
         return (self.encoder.cfg.layers + 1, 2, self.encoder.cfg.width)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.encoder.pooled_stats(x)  # (B, L + 1, 2, D)
+        return self.encoder.pooled_stats(x, upto=self.upto)  # (B, L + 1, 2, D)
 
 
 class Frontend(nn.Module):

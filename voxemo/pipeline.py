@@ -94,6 +94,8 @@ class Pipeline(nn.Module):
         self.frontend = Frontend(frontend, audio.sample_rate, encoder)
         if frontend.kind == "whisper":
             self.normalizer = FeatureNormalizer(self.frontend.features.output_shape)
+            used = getattr(model, "layers", None)  # the encoder states the head reads: run no block above them
+            self.frontend.features.upto = max(used) if used else None
         else:
             self.normalizer = Normalizer(1 if frontend.kind == "mean_mfcc" else self._n_bins(frontend))
         self.model = model

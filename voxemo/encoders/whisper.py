@@ -238,8 +238,10 @@ class WhisperEncoder(nn.Module):
             mel[i, :, : frames[i]] = log_mel(waves[i, : lengths[i]], self.cfg.n_mels, self.spectrogram)[0]
         return mel, frames
 
-    def hidden_states_from_features(self, mel: torch.Tensor, frames: torch.Tensor | None = None) -> list[torch.Tensor]:
-        """Hidden states (see the class) from log-mel (B, M, T); `frames` (B,) valid mel frames per clip."""
+    def hidden_states_from_features(self, mel: torch.Tensor, frames: torch.Tensor | None = None,
+                                    upto: int | None = None) -> list[torch.Tensor]:
+        """Hidden states (see the class) from log-mel (B, M, T); `frames` (B,) valid mel frames per clip.
+        `upto`: stop after that many blocks (states 0..upto; the blocks above are not run)."""
         T = mel.shape[-1]
         S = (T + 1) // 2
         if S > self.cfg.n_ctx:
@@ -254,26 +256,37 @@ class WhisperEncoder(nn.Module):
         x = x + self.positions[:S]
         key_mask = None if keep is None else keep[:, None, None, :]  # (B, 1, 1, S): padded keys hidden
         states = [x]
-        for i, block in enumerate(self.blocks):
+        for i, block in enumerate(self.blocks[:upto]):
             x = block(x, key_mask)
             states.append(self.ln_post(x) if i == len(self.blocks) - 1 else x)
         if keep is not None:
             states = [h * keep[:, :, None] for h in states]
         return states
 
-    def hidden_states(self, waves: torch.Tensor, lengths: torch.Tensor | None = None) -> list[torch.Tensor]:
-        """L + 1 hidden states, each (B, S, D), of waveforms (B, N) float32 at 16 kHz (see the class)."""
-        return self.hidden_states_from_features(*self.features(waves, lengths))
+    def hidden_states(self, waves: torch.Tensor, lengths: torch.Tensor | None = None,
+                      upto: int | None = None) -> list[torch.Tensor]:
+        """L + 1 hidden states, each (B, S, D), of waveforms (B, N) float32 at 16 kHz (see the class);
+        with `upto`, the first upto + 1 only."""
+        return self.hidden_states_from_features(*self.features(waves, lengths), upto=upto)
 
     def forward(self, waves: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         """Whisper's encoder output (B, S, D) of waveforms (B, N) float32 at 16 kHz."""
         return self.hidden_states(waves, lengths)[-1]
 
-    def pooled_stats(self, waves: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+    def pooled_stats(self, waves: torch.Tensor, lengths: torch.Tensor | None = None,
+                     upto: int | None = None) -> torch.Tensor:
         """Mean and (population) std over each clip's own frames of every hidden state: (B, L + 1, 2, D).
         The input of the encoder heads, computed the same way for the cache and in a pipeline. Each
-        clip is first scaled to one loudness (`level`), so its statistics do not depend on its gain."""
-        h = torch.stack(self.hidden_states(level(waves, lengths), lengths), dim=1)  # (B, L + 1, S, D), padding zeroed
+        clip is first scaled to one loudness (`level`), so its statistics do not depend on its gain.
+        `upto`: only the first upto + 1 states are computed, the rows above are zeros (a head that
+        reads layers 0-4 need not pay for blocks 5 and 6)."""
+        h = torch.stack(self.hidden_states(level(waves, lengths), lengths, upto), dim=1)  # (B, L' + 1, S, D)
+        if h.shape[1] < self.cfg.layers + 1:
+            return F.pad(self.pooled_from_states(h, lengths), (0, 0, 0, 0, 0, self.cfg.layers + 1 - h.shape[1]))
+        return self.pooled_from_states(h, lengths)
+
+    def pooled_from_states(self, h: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
+        """(B, L' + 1, S, D) stacked hidden states, padding zeroed -> (B, L' + 1, 2, D) mean and std."""
         if lengths is None:
             return torch.stack([h.mean(dim=2), h.std(dim=2, correction=0)], dim=2)
         n = self.output_frames(lengths).clamp(min=1)  # (B,)
