@@ -317,9 +317,10 @@ def _silero_model():
 
 
 def _has_onnxruntime() -> bool:
-    """silero-vad's ONNX copy (it ships both) runs a 32 ms frame about twice as fast as its TorchScript
-    one (13 against 27 ms for a 3 s clip here) and gives the same probabilities within 1e-5; it needs
-    onnxruntime (voxemo[onnx]), else the TorchScript copy is used."""
+    """silero-vad ships its model twice; the ONNX copy runs a 32 ms frame faster than the TorchScript
+    one with the same probabilities up to float rounding (`benchmarks/no_speech_gate.py` finds the
+    same 0 of 2984 real clips without speech). It needs onnxruntime (voxemo[onnx]), else the
+    TorchScript copy is used."""
     import importlib.util
 
     return importlib.util.find_spec("onnxruntime") is not None
