@@ -692,10 +692,13 @@ def print_predictions(predictor, files: list[Path], fmt: str, writer) -> int:
                 table.add_row(str(path), r["label"], f"{p[r['label']]:.2f}", _top(p), *([named[path] or ""] if show_named else []))
     if table.row_count:
         console.print(table)
-        known = [(named[f], r) for f, r in zip(files, results) if named[f] and r.get("label")]
+        known = [(named[f], r) for f, r in zip(files, results) if named[f] in labels and r.get("label")]
+        other = sorted({named[f] for f, r in zip(files, results) if named[f] and named[f] not in labels and r.get("label")})
         if known:
             right = sum(n == r["label"] for n, r in known)
-            console.print(f"{right} of {len(known)} files predicted as their file name labels them", highlight=False)
+            console.print(f"{right} of {len(known)} files predicted as their file name labels them"
+                          + (f" (not counted: files named {', '.join(other)}, a label this model does not have)" if other else ""),
+                          highlight=False)
     return sum("error" in r for r in results)
 
 
