@@ -100,3 +100,19 @@ def test_vad_finds_the_speech_and_trims_the_silence():
     t = trim_vad(padded, 16000)
     assert t.shape[0] < padded.shape[0] - 16000
     assert speech_segments(np.random.default_rng(0).normal(0, 1e-3, 32000).astype(np.float32), 16000) == []
+
+
+def test_gate_reads_silero_onnx_as_its_own_wrapper_does():
+    """speech_probabilities calls the ONNX session directly: the same numbers as silero-vad's wrapper."""
+    import torch
+    from silero_vad import load_silero_vad
+
+    from voxemo.audio import speech_probabilities
+
+    x, padded = _padded_clip()
+    model = load_silero_vad(onnx=True)
+    frames = torch.from_numpy(np.ascontiguousarray(padded[: padded.shape[0] // 512 * 512], np.float32)).reshape(-1, 512)
+    expected = np.array([float(model(frame, 16000)) for frame in frames], np.float32)
+    got = speech_probabilities(padded, 16000)
+    assert got.shape == expected.shape and expected.max() > 0.5
+    np.testing.assert_allclose(got, expected, atol=1e-6)

@@ -242,7 +242,7 @@ def test_two_files_in_one_post_are_refused(client):
 
 
 def test_a_long_request_does_not_block_short_ones(predictor):
-    """While a slow timeline runs in the long lane, short clips are answered at once (short lane)."""
+    """While a slow timeline runs, short clips are answered at once (another slot)."""
     import copy
 
     slow = copy.copy(predictor)
@@ -269,6 +269,38 @@ def test_a_long_request_does_not_block_short_ones(predictor):
     worker.join(120)
     assert done["r"].status_code == 200
     assert still_running and max(waits) < 2.0, waits
+
+
+def test_short_clips_run_side_by_side(predictor):
+    """With two slots, two short clips are inferred at once: two slow requests take about one's time."""
+    import copy
+
+    slow = copy.copy(predictor)
+    fast_run = predictor.run
+    slow.run = lambda waves: (time.sleep(1.0), fast_run(waves))[1]
+    c = TestClient(create_app(slow, slots=2))
+    codes = []
+    workers = [threading.Thread(target=lambda: codes.append(post(c, SPEECH.name, SPEECH.read_bytes()).status_code))
+               for _ in range(2)]
+    t = time.perf_counter()
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(60)
+    assert codes == [200, 200] and time.perf_counter() - t < 1.8
+
+
+def test_long_requests_hold_at_most_one_slot():
+    from voxemo.serve.app import Slots
+
+    gate = Slots(2)
+    assert gate.acquire(True, time.monotonic() + 1)
+    assert not gate.acquire(True, time.monotonic() + 0.1)  # a second long request waits its turn
+    assert gate.acquire(False, time.monotonic() + 0.1)  # a short one takes the other slot
+    assert not gate.acquire(False, time.monotonic() + 0.1)  # both slots busy
+    gate.release(False)
+    gate.release(True)
+    assert gate.acquire(False, time.monotonic() + 0.1) and gate.acquire(False, time.monotonic() + 0.1)
 
 
 # --- fuzz: random bytes, damaged headers, random arrays --------------------------------------------

@@ -21,12 +21,13 @@ Bounded work. A request may not ask for more than the service will do: the timel
 least `MIN_HOP` s, its windows at most `max_windows` (counted from the header's duration before
 any decoding: 422 naming both numbers), and every request has a time budget (`budget_s`): inference
 checks it between batches and answers 503 once it is spent; a request that cannot start within
-its budget because its lane is busy gets 503 too ("try again").
+its budget because every slot is busy gets 503 too ("try again").
 
 Concurrency. Uploads are saved and decoded (`load_audio`, the only decoder) in FastAPI's threadpool,
-in parallel. Inference runs in two lanes, one request at a time in each: the long lane takes
-recordings over `LONG_INPUT_S` s and every timeline request, the short lane everything else, so a
-short clip never waits behind a long one (2 cores: one for each lane). The model is in eval mode
+in parallel. Inference runs in `slots` at once (default: one per core, at least 2), each request on
+one thread: short clips may take any free slot, while long requests (recordings over `LONG_INPUT_S`
+s and every timeline) run one at a time and so never hold more than one slot; a short clip never
+waits behind a long one, and on 2 cores two short clips run side by side. The model is in eval mode
 and holds no state between calls (torch and onnxruntime may run it from two threads); silero-vad
 keeps state, so each call takes its own from a pool (`audio._silero_model`). To use more cores, run more
 processes (several `voxemo serve` instances behind a proxy, or uvicorn workers each building
@@ -60,7 +61,7 @@ META_KEYS = ("corpora", "protocol", "n_train", "test_metrics", "test_protocol", 
 MIN_HOP = 0.1  # s: the smallest timeline hop a request may ask for
 MAX_WINDOWS = 2400  # timeline windows one request may ask for (10 minutes of speech at a 0.25 s hop)
 BUDGET_S = 60.0  # s of work one request may take before it is answered 503
-LONG_INPUT_S = 30.0  # recordings longer than this (and every timeline) go to the long lane
+LONG_INPUT_S = 30.0  # recordings longer than this (and every timeline) run one at a time
 
 
 # --- response bodies (they also document the API at /docs) -------------------------------------------
@@ -107,19 +108,22 @@ class Health(BaseModel):
 # --- the app -------------------------------------------------------------------------------------------
 
 def create_app(predictor, *, max_upload_mb: float = 20, max_duration_s: float = 600,
-               max_windows: int = MAX_WINDOWS, budget_s: float = BUDGET_S, title: str = "voxemo") -> FastAPI:
+               max_windows: int = MAX_WINDOWS, budget_s: float = BUDGET_S, slots: int | None = None,
+               title: str = "voxemo") -> FastAPI:
     """A FastAPI app serving `predictor` (a `voxemo.predict.Predictor`); no server is started.
 
     max_upload_mb: largest accepted upload (MB; fractions allowed); larger ones get 413.
     max_duration_s: longest accepted recording (seconds); longer ones get 413.
     max_windows: most timeline windows one request may ask for (422 above).
     budget_s: seconds of waiting and inference one request may take (503 above).
+    slots: inferences run at once (None: one per core, at least 2, so a long request never stops
+        the short ones).
     """
     max_bytes = int(max_upload_mb * MB)
     pipe = predictor.pipeline
     sr = pipe.audio.sample_rate
     runtime = str(getattr(predictor, "runtime", "torch"))
-    lanes = {"short": threading.Lock(), "long": threading.Lock()}  # one inference per lane (module docstring)
+    gate = Slots(slots or max(2, os.cpu_count() or 1))  # module docstring: Concurrency
     page = resources.files(__package__).joinpath("static", "index.html").read_text(encoding="utf-8")
 
     app = FastAPI(title=title, version=__version__, docs_url=None,
@@ -194,8 +198,8 @@ def create_app(predictor, *, max_upload_mb: float = 20, max_duration_s: float = 
                 if not is_silence(e):
                     raise _audio_http_error(name, path, e) from None
                 return _plain({**no_speech(0.0), "duration": duration})
-            lane = lanes["long" if timeline or x.shape[0] > LONG_INPUT_S * sr else "short"]
-            if not lane.acquire(timeout=max(0.0, deadline - time.monotonic())):
+            long = timeline or x.shape[0] > LONG_INPUT_S * sr
+            if not gate.acquire(long, deadline):
                 raise HTTPException(503, f"{name}: the service is busy; try again in a moment", headers={"Retry-After": "5"})
             try:
                 budgeted = _budgeted(predictor, deadline)
@@ -207,7 +211,7 @@ def create_app(predictor, *, max_upload_mb: float = 20, max_duration_s: float = 
             except (AudioError, ValueError) as e:  # e.g. a clip too short for the model
                 raise HTTPException(422, f"{name}: {getattr(e, 'problem', e)}") from None
             finally:
-                lane.release()
+                gate.release(long)
         finally:
             os.unlink(path)
         body = {"no_speech": False, **out, "duration": x.shape[0] / sr}
@@ -216,6 +220,29 @@ def create_app(predictor, *, max_upload_mb: float = 20, max_duration_s: float = 
         return _plain(body)
 
     return app
+
+
+class Slots:
+    """`slots` inferences at once; long requests one at a time, so they hold at most one slot."""
+
+    def __init__(self, slots: int):
+        self.free = threading.BoundedSemaphore(slots)
+        self.long = threading.Lock()
+
+    def acquire(self, long: bool, deadline: float) -> bool:
+        """Take a slot (and for a long request the long turn) before `deadline` (time.monotonic)."""
+        if long and not self.long.acquire(timeout=max(0.0, deadline - time.monotonic())):
+            return False
+        if self.free.acquire(timeout=max(0.0, deadline - time.monotonic())):
+            return True
+        if long:
+            self.long.release()
+        return False
+
+    def release(self, long: bool) -> None:
+        self.free.release()
+        if long:
+            self.long.release()
 
 
 class OverBudget(Exception):
