@@ -324,3 +324,58 @@ def test_a_pipeline_runs_on_a_local_copy_of_its_encoder_and_refuses_another(enco
     assert runs["copy"]["probabilities"] == pytest.approx(runs["pinned"]["probabilities"], abs=1e-6)
     r = CliRunner().invoke(app, ["predict", str(clip), "--model", str(tmp_path / "p"), "--encoder", str(tiny_file)])
     assert r.exit_code != 0 and W.WHISPER_BASE_SHA256 in r.output and "Traceback" not in r.output
+
+
+# --- per-speaker normalisation (cross-corpus, issue 12) ---
+
+def test_standardise_by_speaker_removes_each_speakers_offset_and_scale():
+    """A speaker recorded with another gain and offset on every feature (another voice, microphone or
+    room) gives the same standardised features; too few clips of a speaker is an error naming them."""
+    from voxemo.pipeline import MIN_SPEAKER_CLIPS, standardise_by_speaker
+
+    feats = torch.randn(12, 3, 2, 4)
+    speakers = ["a"] * 6 + ["b"] * 6
+    moved = feats.clone()
+    moved[6:] = moved[6:] * torch.rand(3, 2, 4).add(0.5) + torch.randn(3, 2, 4) * 5
+    out = standardise_by_speaker(feats, speakers)
+    torch.testing.assert_close(standardise_by_speaker(moved, speakers), out, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(out[:6].mean(0), torch.zeros(3, 2, 4), atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match=f"speaker c has 2 clips.*{MIN_SPEAKER_CLIPS}"):
+        standardise_by_speaker(feats[:8], ["a"] * 6 + ["c"] * 2)
+
+
+def test_speaker_norm_pipeline_scores_as_it_trained_and_refuses_single_clips(tiny_file, data, tmp_path, monkeypatch):
+    """`speaker_norm`: the statistics a test speaker's clips are scored with are standardised exactly
+    as the training inputs were (same numbers through the whole pipeline on audio); the saved
+    pipeline keeps the setting; `voxemo predict` and export refuse it with a clear error."""
+    from typer.testing import CliRunner
+
+    from voxemo.cli import app
+    from voxemo.experiment import Experiment, heard, load_clips, model_inputs, score_pipeline, train_pipeline
+    from voxemo.export import ExportError, export_onnx
+    from voxemo.pipeline import PipelineError, load_pipeline
+
+    monkeypatch.setenv("VOXEMO_CACHE_DIR", str(tmp_path / "cache"))
+    who = ("emodb:03", "emodb:08", "emodb:09", "emodb:10")  # two women, two men
+    utts = [u for u in scan(data / "emodb") if u.emotion in ("angry", "sad", "neutral")]
+    utts = [u for s in who for u in [v for v in utts if v.speaker == s][:6]]
+    exp = Experiment(model="encoder_head", encoder=str(tiny_file), speaker_norm=True, val_speakers=2,
+                     train={"epochs": 2})
+    pipe, _, _ = train_pipeline(utts, exp)
+    pipe.save(tmp_path / "p")
+    again = load_pipeline(tmp_path / "p", tiny_file)
+    assert again.speaker_norm
+    clips = load_clips(utts, again.audio)
+    speakers = [u.speaker for u in utts]
+    stats = model_inputs(exp, utts, clips)  # what training read: cached statistics, standardised per speaker
+    with torch.inference_mode():
+        expected = (again.logits(again.normalizer(stats)) / again.temperature).softmax(-1).numpy()
+    np.testing.assert_allclose(heard(again, clips, speakers), expected, atol=1e-4)
+    m = score_pipeline(again, utts)
+    assert m["n"] == len(utts)
+    with pytest.raises(PipelineError, match="needs every clip.s speaker"):
+        heard(again, clips)
+    with pytest.raises(ExportError, match="each speaker"):
+        export_onnx(again, tmp_path / "p.onnx")
+    r = CliRunner().invoke(app, ["predict", str(utts[0].path), "--model", str(tmp_path / "p"), "--encoder", str(tiny_file)])
+    assert r.exit_code != 0 and "voxemo evaluate" in r.output and "Traceback" not in r.output

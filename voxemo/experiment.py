@@ -25,7 +25,7 @@ from .corpora import Manifest, Utterance, parse_data_arg, scan
 from .evaluate import classification_metrics, collapse_flags
 from .features import FrontendConfig
 from .papers import ModelRecipe, model_recipe
-from .pipeline import Pipeline
+from .pipeline import Pipeline, standardise_by_speaker
 from .runs import finish_run, plan_folds
 from .splits import Fold, filter_utterances, labels_for
 from .train import History, TrainConfig, fit
@@ -55,6 +55,9 @@ class Experiment:
     model_overrides: dict = field(default_factory=dict)  # overrides of the model's hyper-parameters
     train: dict = field(default_factory=dict)  # overrides of the model's training defaults (TrainConfig fields)
     encoder: str | None = None  # a local copy of the pretrained encoder of "whisper" models (default: its pinned packages)
+    # encoder models: each speaker's statistics standardised with their own (pipeline.standardise_by_speaker),
+    # in training and when scored; such a pipeline scores a speaker's clips together, not one clip
+    speaker_norm: bool = False
     # LEAKY, never a default: this many white-noise copies of every clip (at the training config's
     # augment.noise_snr) made BEFORE a random split, so copies of a test clip can be in training.
     # Only the "leaky" row of seed001 uses it, to show what the paper's 93.9 % would need if its
@@ -169,12 +172,14 @@ def model_inputs(exp: Experiment, utts: Sequence[Utterance], clips: Sequence[np.
     stats, skipped = embed_corpus(utts, exp.audio, encoder=load_whisper_encoder(exp.encoder), progress=progress)
     if skipped:
         raise ValueError(f"{len(skipped)} clips could not be embedded, e.g. {skipped[0]}")
-    return torch.from_numpy(stats)
+    stats = torch.from_numpy(stats)
+    return standardise_by_speaker(stats, [u.speaker for u in utts]) if exp.speaker_norm else stats
 
 
-def heard(pipe: Pipeline, clips: Sequence[np.ndarray]) -> np.ndarray:
-    """Probabilities (B, K) of decoded clips as `voxemo predict` hears them (`audio.windows`, averaged)."""
-    return pipe.clip_probabilities([pipe.audio.windows(x) for x in clips])
+def heard(pipe: Pipeline, clips: Sequence[np.ndarray], speakers: Sequence[str] | None = None) -> np.ndarray:
+    """Probabilities (B, K) of decoded clips as `voxemo predict` hears them (`audio.windows`, averaged);
+    a `speaker_norm` pipeline standardises each speaker over their clips here (`speakers`)."""
+    return pipe.clip_probabilities([pipe.audio.windows(x) for x in clips], speakers=speakers)
 
 
 def build(exp: Experiment, classes: list[str]) -> Pipeline:
@@ -190,31 +195,39 @@ def build(exp: Experiment, classes: list[str]) -> Pipeline:
 
         encoder = load_whisper_encoder(exp.encoder)
         input_shape = Frontend(fcfg, exp.audio.sample_rate, encoder).features.output_shape
+    elif exp.speaker_norm:
+        raise ValueError(f"speaker_norm standardises a pretrained encoder's statistics; {exp.model} does not use one")
     else:
         probe = Frontend(fcfg, exp.audio.sample_rate)(torch.zeros(1, exp.audio.crop_samples))
         input_shape = tuple(probe.shape[2:] if per_window else probe.shape[1:])
     torch.manual_seed(exp.seed)
     model = create_model(exp.model, n_classes=len(classes), input_shape=input_shape, **exp.model_overrides)
-    return Pipeline(fcfg, model, classes, audio=exp.audio, per_window=per_window, task=exp.task, encoder=encoder)
+    return Pipeline(fcfg, model, classes, audio=exp.audio, per_window=per_window, task=exp.task, encoder=encoder,
+                    meta={"speaker_norm": True} if exp.speaker_norm else None)
 
 
 def train_fold(exp: Experiment, clips: Sequence[np.ndarray], waves: torch.Tensor, labels: torch.Tensor,
-               classes: list[str], fold: Fold, *, checkpoint_dir=None, resume=False,
-               on_epoch=None) -> tuple[Pipeline, History, dict]:
+               classes: list[str], fold: Fold, *, speakers: np.ndarray | None = None, checkpoint_dir=None,
+               resume=False, on_epoch=None) -> tuple[Pipeline, History, dict]:
     """Train on the training crops (`waves`) of fold.train, early stopping on fold.val's; score
-    fold.test's decoded `clips` as `voxemo predict` hears them: (pipeline, history, metrics)."""
+    fold.test's decoded `clips` as `voxemo predict` hears them: (pipeline, history, metrics).
+    `speakers` (every clip's) is what a `speaker_norm` experiment's test clips are grouped by."""
     pipe = build(exp, classes)
     tr, va, te = (torch.as_tensor(i, dtype=torch.long) for i in (fold.train, fold.val, fold.test))
     val = (waves[va], labels[va]) if len(va) else None
     history = fit(pipe, (waves[tr], labels[tr]), val, exp.train_config(), checkpoint_dir=checkpoint_dir,
                   resume=resume, on_epoch=on_epoch, precomputed=uses_encoder(exp))
-    probs = heard(pipe, [clips[i] for i in fold.test])
+    probs = heard(pipe, [clips[i] for i in fold.test], _of(speakers, fold.test))
     m = classification_metrics(labels[te].numpy(), probs.argmax(1), list(range(len(classes))))
     m["classes"] = classes
     m.update(fold=fold.name, best_epoch=history.best_epoch, epochs_run=len(history.epochs),
              n_train=len(tr), n_val=len(va), n_test=len(te),
              flags=collapse_flags(m["confusion"], [e["train_loss"] for e in history.epochs]))
     return pipe, history, m
+
+
+def _of(speakers: np.ndarray | None, rows) -> list[str] | None:
+    return None if speakers is None else [str(s) for s in speakers[rows]]
 
 
 @dataclass
@@ -228,6 +241,7 @@ class FoldInputs:
     labels: torch.Tensor  # (B,) class indices
     classes: list[str]
     genders: np.ndarray  # (B,) per_gender routing
+    speakers: np.ndarray | None = None  # (B,) who speaks each clip (speaker_norm groups test clips by it)
 
 
 def run_fold(inputs: FoldInputs, fold: Fold, *, exp: Experiment | None = None, checkpoint_dir=None,
@@ -242,10 +256,11 @@ def run_fold(inputs: FoldInputs, fold: Fold, *, exp: Experiment | None = None, c
     resumed = 0.0  # seconds this fold trained in earlier sittings (per-gender folds: not counted)
     if exp.per_gender:
         m, h, pipes = _per_gender_fold(exp, inputs.clips, inputs.waves, inputs.labels, inputs.classes, fold,
-                                       inputs.genders, checkpoint_dir, resume, on_epoch)
+                                       inputs.genders, checkpoint_dir, resume, on_epoch, inputs.speakers)
     else:
         pipe, history, m = train_fold(exp, inputs.clips, inputs.waves, inputs.labels, inputs.classes, fold,
-                                      checkpoint_dir=checkpoint_dir, resume=resume, on_epoch=on_epoch)
+                                      speakers=inputs.speakers, checkpoint_dir=checkpoint_dir, resume=resume,
+                                      on_epoch=on_epoch)
         h, pipes, resumed = history.curves(), {"": pipe}, history.resumed_seconds
     weights = {f"{g}.{k}" if g else k: v.detach().cpu().numpy() for g, p in pipes.items() for k, v in p.state_dict().items()}
     return {"metrics": m, "history": h, "seconds": round(time.perf_counter() - t0 + resumed, 1),
@@ -298,7 +313,7 @@ def cross_validate(manifest: Sequence[Utterance], exp: Experiment, run_dir: Path
     local = not executor.remote
     jobs = [{"fold": folds[i], "checkpoint_dir": fold_dirs[i] if local else None, "resume": resume,
              "on_epoch": on_epoch if local else None} for i in todo]
-    inputs = FoldInputs(exp, clips, waves, labels, classes, genders)
+    inputs = FoldInputs(exp, clips, waves, labels, classes, genders, np.array([u.speaker for u in utts]))
     for k, r in executor.map(run_fold, inputs, jobs):
         i = todo[k]
         fold_dirs[i].mkdir(parents=True, exist_ok=True)
@@ -334,7 +349,7 @@ def leaky_copies_before_split(plan, clips: Sequence[np.ndarray], exp: Experiment
     return FoldPlan(utts, y, plan.classes, folds, plan.folds_total), [*clips, *noisy]
 
 
-def _per_gender_fold(exp, clips, waves, labels, classes, fold, genders, fold_dir, resume, on_epoch):
+def _per_gender_fold(exp, clips, waves, labels, classes, fold, genders, fold_dir, resume, on_epoch, speakers=None):
     """One model per gender on that gender's clips; each test clip is scored by the model of its
     true gender, or (route_by="predicted", seed 002_0b61's three-model pipeline) of the gender a
     gender model trained on the same fold predicts for it. (metrics, curves, {name: pipeline})."""
@@ -348,10 +363,10 @@ def _per_gender_fold(exp, clips, waves, labels, classes, fold, genders, fold_dir
     if exp.route_by == "predicted":
         gexp = dataclasses.replace(exp, task="gender", per_gender=False)
         is_male = torch.as_tensor((genders == "male").astype(np.int64))
-        gpipe, _, _ = train_fold(gexp, clips, waves, is_male, ["female", "male"], fold,
+        gpipe, _, _ = train_fold(gexp, clips, waves, is_male, ["female", "male"], fold, speakers=speakers,
                                  checkpoint_dir=sub("gender"), resume=resume, on_epoch=on_epoch)
         pipes["gender"] = gpipe
-        gprobs = heard(gpipe, [clips[i] for i in fold.test])
+        gprobs = heard(gpipe, [clips[i] for i in fold.test], _of(speakers, fold.test))
         routed = np.where(gprobs.argmax(1) == 1, "male", "female")
         extra["routing_accuracy"] = float((routed == genders[fold.test]).mean())
     elif exp.route_by != "true":
@@ -364,10 +379,10 @@ def _per_gender_fold(exp, clips, waves, labels, classes, fold, genders, fold_dir
                     fold.test[genders[fold.test] == g])
         if not (routed == g).any():
             continue
-        pipe, history, _ = train_fold(exp, clips, waves, labels, classes, part, checkpoint_dir=sub(g),
-                                      resume=resume, on_epoch=on_epoch)
+        pipe, history, _ = train_fold(exp, clips, waves, labels, classes, part, speakers=speakers,
+                                      checkpoint_dir=sub(g), resume=resume, on_epoch=on_epoch)
         pipes[g] = pipe
-        probs = heard(pipe, [clips[i] for i in fold.test[routed == g]])
+        probs = heard(pipe, [clips[i] for i in fold.test[routed == g]], _of(speakers, fold.test[routed == g]))
         preds[routed == g] = probs.argmax(1)
         curves[g] = history.curves()
     m = classification_metrics(labels[test].numpy(), preds, list(range(len(classes))))
@@ -398,7 +413,7 @@ def train_pipeline(manifest: Sequence[Utterance], exp: Experiment, *, on_epoch=N
     tr, va = torch.as_tensor(fold.train), torch.as_tensor(fold.val)
     history = fit(pipe, (waves[tr], labels[tr]), (waves[va], labels[va]), exp.train_config(), on_epoch=on_epoch,
                   checkpoint_dir=checkpoint_dir, resume=resume, precomputed=uses_encoder(exp))
-    probs = heard(pipe, [clips[i] for i in fold.val])
+    probs = heard(pipe, [clips[i] for i in fold.val], [utts[i].speaker for i in fold.val])
     m = classification_metrics(labels[va].numpy(), probs.argmax(1), list(range(len(classes))))
     pipe.meta.update(
         corpora=sorted({u.corpus for u in utts}),
@@ -428,7 +443,7 @@ def score_pipeline(pipe: Pipeline, manifest: Sequence[Utterance], *, decode_prog
     if not known:
         raise ValueError(f"none of the corpus's labels ({', '.join(unmapped)}) is among the pipeline's ({', '.join(pipe.labels)})")
     shared = [c for c in pipe.labels if any(getattr(u, attr) == c for u in known)]
-    probs = heard(pipe, load_clips(known, pipe.audio, decode_progress))
+    probs = heard(pipe, load_clips(known, pipe.audio, decode_progress), [u.speaker for u in known])
     cols = [pipe.labels.index(c) for c in shared]
     pred = probs[:, cols].argmax(1)
     y = np.array([shared.index(getattr(u, attr)) for u in known])

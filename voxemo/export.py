@@ -188,6 +188,9 @@ def export_onnx(pipeline: Pipeline, out_path: str | os.PathLike, opset: int = 17
         raise FileExistsError(f"{out_path} exists; pass overwrite=True (CLI: --force) to replace it")
     pipeline = pipeline.eval()
     name = pipeline.model.name
+    if pipeline.speaker_norm:
+        raise ExportError("this pipeline normalises each speaker with their own statistics over several clips; "
+                          "a graph of one clip cannot (train without speaker_norm to export)")
     n = int(round(pipeline.audio.sample_rate * TRACE_SECONDS)) if pipeline.audio.duration is None else fixed_samples(pipeline)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_path.with_name(out_path.name + ".partial")

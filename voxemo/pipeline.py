@@ -80,11 +80,37 @@ class FeatureNormalizer(nn.Module):
         return (f - self.mean) / self.std
 
 
+MIN_SPEAKER_CLIPS = 5  # clips a speaker needs before their own statistics standardise them
+
+
+def standardise_by_speaker(feats: torch.Tensor, speakers: Sequence[str]) -> torch.Tensor:
+    """Each speaker's features (B, ...) standardised with that speaker's own mean and standard
+    deviation over their clips (per feature): what is left is how a clip differs from the speaker's
+    usual voice, not the voice, the microphone or the room. ValueError naming a speaker with fewer
+    than MIN_SPEAKER_CLIPS clips (their statistics would be noise)."""
+    if len(speakers) != feats.shape[0]:
+        raise ValueError(f"{feats.shape[0]} clips but {len(speakers)} speakers")
+    out = torch.empty_like(feats)
+    names = np.asarray(speakers, dtype=object)
+    for who in dict.fromkeys(speakers):
+        rows = torch.from_numpy(np.flatnonzero(names == who))
+        if len(rows) < MIN_SPEAKER_CLIPS:
+            raise ValueError(f"speaker {who} has {len(rows)} clips; per-speaker normalisation needs at least "
+                             f"{MIN_SPEAKER_CLIPS}")
+        own = feats[rows]
+        out[rows] = (own - own.mean(0)) / own.std(0).clamp_min(1e-5)
+    return out
+
+
 class Pipeline(nn.Module):
     """Waveforms (B, N) at `audio.sample_rate` -> class probabilities (B, K).
 
     For a per-window model (it classifies fixed windows of a clip) the clip's probabilities are the
     mean of its windows' probabilities; `window_logits` gives the windows themselves.
+
+    A pipeline trained with per-speaker normalisation (`speaker_norm`, encoder front-ends only)
+    standardises each speaker's statistics with that speaker's own before its normaliser: it scores
+    a speaker's clips together (`clip_probabilities(clips, speakers=...)`), never one clip alone.
     """
 
     def __init__(self, frontend: FrontendConfig, model: nn.Module, labels: list[str], *,
@@ -110,6 +136,11 @@ class Pipeline(nn.Module):
     @staticmethod
     def _n_bins(cfg: FrontendConfig) -> int:
         return {"logmel": cfg.n_mels, "mfcc": cfg.n_mfcc, "stft": cfg.n_fft // 2}[cfg.kind]
+
+    @property
+    def speaker_norm(self) -> bool:
+        """Whether each speaker's clips are standardised with their own statistics (`standardise_by_speaker`)."""
+        return bool(self.meta.get("speaker_norm", False))
 
     @property
     def encoder(self) -> nn.Module | None:
@@ -139,10 +170,30 @@ class Pipeline(nn.Module):
         self.eval()
         return self(torch.from_numpy(np.ascontiguousarray(waves, dtype=np.float32))).numpy()
 
-    def clip_probabilities(self, clips: Sequence[np.ndarray], batch_size: int = 32) -> np.ndarray:
+    def clip_probabilities(self, clips: Sequence[np.ndarray], batch_size: int = 32,
+                           speakers: Sequence[str] | None = None) -> np.ndarray:
         """Prepared clips (each (C, N), from `audio.prepare`) -> probabilities (B, K), each clip's
-        the mean of its windows'."""
-        return clip_probabilities(self.run, clips, len(self.labels), batch_size)
+        the mean of its windows'. A `speaker_norm` pipeline needs every clip's speaker."""
+        if not self.speaker_norm:
+            return clip_probabilities(self.run, clips, len(self.labels), batch_size)
+        if speakers is None:
+            raise PipelineError("this pipeline normalises each speaker with their own statistics: it scores a "
+                                "speaker's clips together and needs every clip's speaker (voxemo evaluate on a corpus)")
+        return self._speaker_probabilities(clips, speakers)
+
+    @torch.inference_mode()
+    def _speaker_probabilities(self, clips: Sequence[np.ndarray], speakers: Sequence[str]) -> np.ndarray:
+        """Every window's front-end output, standardised per speaker over their windows, then the
+        normaliser and the model; a clip's probabilities are its windows' mean."""
+        self.eval()
+        owner = [i for i, c in enumerate(clips) for _ in c]
+        stats = torch.cat([self.frontend(torch.from_numpy(np.ascontiguousarray(w, dtype=np.float32))[None])
+                           for c in clips for w in c])
+        feats = self.normalizer(standardise_by_speaker(stats, [speakers[i] for i in owner]))
+        probs = (self.logits(feats) / self.temperature).softmax(-1).numpy()
+        out = np.zeros((len(clips), len(self.labels)), np.float32)
+        np.add.at(out, np.array(owner, dtype=np.int64), probs)
+        return out / np.array([max(len(c), 1) for c in clips], np.float32)[:, None]
 
     # --- files ----------------------------------------------------------------------------------
     def describe(self) -> dict:

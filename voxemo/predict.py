@@ -73,6 +73,9 @@ class Predictor:
 
         if runtime not in RUNTIMES:
             raise ValueError(f"runtime must be one of {', '.join(RUNTIMES)}, not {runtime!r}")
+        if pipeline.speaker_norm:
+            raise PipelineError("this pipeline normalises each speaker with their own statistics over several clips, "
+                                "so it cannot label one clip: score it on a corpus with `voxemo evaluate`")
         self.pipeline = pipeline.eval()
         self.runtime = runtime
         self.sample_rate = pipeline.audio.sample_rate
@@ -389,7 +392,12 @@ def load_model(path: str | os.PathLike | None = None, runtime: str = "torch", *,
     one), a bundled model by name ("voxemo_whisper", "voxemo_net"), or with no path the default
     bundled model. `encoder`: a local copy of the pretrained encoder a Whisper pipeline needs
     (default: its pinned packages). Raises PipelineError."""
-    return Predictor(load_pipeline(resolve_model(path), encoder), runtime, onnx_path, threads=threads)
+    where = resolve_model(path)
+    pipe = load_pipeline(where, encoder)
+    if pipe.speaker_norm:
+        raise PipelineError(f"{where}: the pipeline normalises each speaker with their own statistics over several "
+                            "clips, so it cannot label one clip: score it on a corpus with `voxemo evaluate`")
+    return Predictor(pipe, runtime, onnx_path, threads=threads)
 
 
 def plot_timeline(timeline: dict, out_png: str | os.PathLike, *, title: str | None = None) -> Path:
