@@ -8,9 +8,11 @@
    a test fold of 240 and 2 validation actors: 1080 clips; for per-window models each clip is several
    windows, counted as one clip), side by side for the two paths of one run (issue 14):
    "old": features from the waveforms in every batch, the model computed as before issue 14 (default
-   memory layout, ReLU before MaxPool in the td_cnn blocks; `as_before`);
+   memory layout, ReLU before MaxPool in the td_cnn blocks; `as_before`), in a process of its own
+   with glibc's malloc as it comes;
    "new": features computed once per run (`train.fit` when no augmentation changes the waveforms;
-   their one-off cost, for 1080 clips, in its own column) and the model as it is now.
+   their one-off cost, for 1080 clips, in its own column), the model as it is now, and large freed
+   blocks kept for reuse as `train.fit` sets it (`train.keep_freed_memory`).
    A model whose augmentation changes the waveforms per epoch keeps the per-batch features (marked).
 2. One actor-disjoint fold (fold 1 of 6, 4 test actors, 2 validation actors) of voxemo_net trained
    with its defaults: wall time, best epoch, time to the best epoch, test UA/WA (8 classes).
@@ -21,8 +23,10 @@ from __future__ import annotations
 
 import argparse
 import math
+import multiprocessing
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -33,9 +37,9 @@ from voxemo.cache import WaveformCache
 from voxemo.corpora import scan
 from voxemo.audio import PAPER_AUDIO
 from voxemo.experiment import Experiment, build, cross_validate
-from voxemo.models import list_models
+from voxemo.models import Dropout, list_models
 from voxemo.splits import labels_for
-from voxemo.train import make_optimizer, soft_cross_entropy
+from voxemo.train import keep_freed_memory, make_optimizer, soft_cross_entropy
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "ravdess_speech"
@@ -45,11 +49,15 @@ CV_TARGET_S = 20 * 60
 
 
 def as_before(model: torch.nn.Module) -> torch.nn.Module:
-    """The model computed as before issue 14, same weights: default memory layout, and in td_cnn
-    blocks ReLU before MaxPool (tests/test_models.py checks the two give the same numbers)."""
+    """The model computed as before issue 14, same weights: default memory layout, in td_cnn blocks
+    ReLU before MaxPool, and nn.Dropout's own masks (tests/test_models.py checks the numbers agree)."""
     model = model.to(memory_format=torch.contiguous_format)
     for block in getattr(model, "cnn", []):
         block[2], block[3] = block[3], block[2]
+    for parent in list(model.modules()):
+        for name, child in parent.named_children():
+            if type(child) is Dropout:
+                setattr(parent, name, torch.nn.Dropout(child.p))
     return model
 
 
@@ -98,6 +106,13 @@ def time_model(name: str, waves: torch.Tensor, labels: torch.Tensor, classes: li
     return (time.perf_counter() - t) / steps, bs, setup
 
 
+def time_old(threads: int, *args) -> tuple[float, int, float | None]:
+    """`time_model(*args, old=True)` in a process of the benchmark's own that never calls
+    `keep_freed_memory`: the old path with glibc's malloc as it was before issue 14."""
+    torch.set_num_threads(threads)
+    return time_model(*args, old=True)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
@@ -118,12 +133,16 @@ def main():
     names = args.models.split(",") if args.models else list_models()
     print(f"\n{'model':22s} {'batch':>5s} {'s/step old':>10s} {'s/step new':>10s} {'clips/s new':>11s} "
           f"{'s/epoch old':>11s} {'s/epoch new':>11s} {'speed-up':>8s} {'features once (s)':>17s}")
-    for name in names:
-        old, bs, _ = time_model(name, waves, labels, classes, args.steps, old=True)
-        new, _, setup = time_model(name, waves, labels, classes, args.steps)
-        n = math.ceil(TRAIN_CLIPS / bs)
-        print(f"{name:22s} {bs:5d} {old:10.3f} {new:10.3f} {bs / new:11.1f} {n * old:11.1f} {n * new:11.1f} "
-              f"{old / new:7.1f}x {'per batch (waves change)' if setup is None else f'{setup:17.1f}'}")
+    # The old path runs in a process of its own, whose allocator is glibc's as it comes; this one keeps
+    # freed blocks as `train.fit` does (`keep_freed_memory`, process-wide). Old and new alternate per model.
+    keep_freed_memory()
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as before:
+        for name in names:
+            old, bs, _ = before.submit(time_old, args.threads, name, waves, labels, classes, args.steps).result()
+            new, _, setup = time_model(name, waves, labels, classes, args.steps)
+            n = math.ceil(TRAIN_CLIPS / bs)
+            print(f"{name:22s} {bs:5d} {old:10.3f} {new:10.3f} {bs / new:11.1f} {n * old:11.1f} {n * new:11.1f} "
+                  f"{old / new:7.1f}x {'per batch (waves change)' if setup is None else f'{setup:17.1f}'}", flush=True)
     if args.skip_fold:
         return
     print("\nvoxemo_net, fold 1 of 6 (speaker-independent, 8 classes), its default training:")
