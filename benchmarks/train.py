@@ -1,16 +1,19 @@
 """Training speed of every registered model on RAVDESS speech, and one voxemo_net fold end to end.
 
-    .venv/bin/python benchmarks/train.py [--data DIR] [--steps 5] [--skip-fold] [--models a,b]
+    .venv/bin/python benchmarks/train.py [--data DIR] [--steps 5] [--skip-fold] [--models a,b] [--profile]
 
 1. For each model: its own front-end and training settings, on batches of real 3 s clips (offset
-   0.5 s); times `--steps` training steps after one warm-up step and prints seconds per step, clips/s
-   and the seconds one epoch of a 6-fold speaker-independent training part would take (1440 clips less
-   a test fold of 240 and 2 validation actors: 1080 clips; for per-window models each clip is several
-   windows, counted as one clip), side by side for the two paths of one run (issue 14):
+   0.5 s); times `--steps` training steps after one warm-up step and prints the median seconds per
+   step (robust to other jobs on the cores), clips/s and the seconds one epoch of a 6-fold
+   speaker-independent training part would take (1440 clips less a test fold of 240 and 2
+   validation actors: 1080 clips; for per-window models each clip is several windows, counted as
+   one clip), side by side for the two paths of one run (issue 14):
    "old": features from the waveforms in every batch, the model computed as before issue 14 (default
-   memory layout, ReLU before MaxPool in the td_cnn blocks; `as_before`);
+   memory layout, ReLU before MaxPool in the td_cnn blocks, nn.Dropout; `as_before`), with glibc's
+   malloc as it comes: every model's old path is timed first, then the new paths;
    "new": features computed once per run (`train.fit` when no augmentation changes the waveforms;
-   their one-off cost, for 1080 clips, in its own column) and the model as it is now.
+   their one-off cost, for 1080 clips, in its own column), the model as it is now, and large freed
+   blocks kept for reuse as `train.fit` sets it (`train.keep_freed_memory`).
    A model whose augmentation changes the waveforms per epoch keeps the per-batch features (marked).
 2. One actor-disjoint fold (fold 1 of 6, 4 test actors, 2 validation actors) of voxemo_net trained
    with its defaults: wall time, best epoch, time to the best epoch, test UA/WA (8 classes).
@@ -33,9 +36,9 @@ from voxemo.cache import WaveformCache
 from voxemo.corpora import scan
 from voxemo.audio import PAPER_AUDIO
 from voxemo.experiment import Experiment, build, cross_validate
-from voxemo.models import list_models
+from voxemo.models import Dropout, list_models
 from voxemo.splits import labels_for
-from voxemo.train import make_optimizer, soft_cross_entropy
+from voxemo.train import keep_freed_memory, make_optimizer, soft_cross_entropy
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "ravdess_speech"
@@ -45,17 +48,21 @@ CV_TARGET_S = 20 * 60
 
 
 def as_before(model: torch.nn.Module) -> torch.nn.Module:
-    """The model computed as before issue 14, same weights: default memory layout, and in td_cnn
-    blocks ReLU before MaxPool (tests/test_models.py checks the two give the same numbers)."""
+    """The model computed as before issue 14, same weights: default memory layout, in td_cnn blocks
+    ReLU before MaxPool, and nn.Dropout's own masks (tests/test_models.py checks the numbers agree)."""
     model = model.to(memory_format=torch.contiguous_format)
     for block in getattr(model, "cnn", []):
         block[2], block[3] = block[3], block[2]
+    for parent in list(model.modules()):
+        for name, child in parent.named_children():
+            if type(child) is Dropout:
+                setattr(parent, name, torch.nn.Dropout(child.p))
     return model
 
 
 def time_model(name: str, waves: torch.Tensor, labels: torch.Tensor, classes: list[str], steps: int,
-               old: bool = False) -> tuple[float, int, float | None]:
-    """(seconds a step, batch size, seconds to compute the features of 1080 clips once, or None
+               old: bool = False, profile: bool = False) -> tuple[float, int, float | None]:
+    """(median seconds a step, batch size, seconds to compute the features of 1080 clips once, or None
     when they are computed per batch)."""
     exp = Experiment(model=name)
     cfg = exp.train_config()
@@ -92,10 +99,19 @@ def time_model(name: str, waves: torch.Tensor, labels: torch.Tensor, classes: li
         opt.step()
 
     step(0)
-    t = time.perf_counter()
+    times = []
     for i in range(1, steps + 1):
+        t = time.perf_counter()
         step(i)
-    return (time.perf_counter() - t) / steps, bs, setup
+        times.append(time.perf_counter() - t)
+    if profile:  # where one more step's time goes, by operator
+        from torch.profiler import profile as torch_profile
+
+        with torch_profile() as prof:
+            step(steps + 1)
+        print(f"{name}, new path, one step:")
+        print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=10))
+    return float(np.median(times)), bs, setup
 
 
 def main():
@@ -105,6 +121,7 @@ def main():
     ap.add_argument("--models", default=None, help="comma-separated subset (default: all)")
     ap.add_argument("--skip-fold", action="store_true")
     ap.add_argument("--threads", type=int, default=2, help="torch threads (default 2: the machine's cores)")
+    ap.add_argument("--profile", action="store_true", help="print the torch profiler's top operators of a new-path step")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     print(f"torch threads: {torch.get_num_threads()}")
@@ -118,12 +135,16 @@ def main():
     names = args.models.split(",") if args.models else list_models()
     print(f"\n{'model':22s} {'batch':>5s} {'s/step old':>10s} {'s/step new':>10s} {'clips/s new':>11s} "
           f"{'s/epoch old':>11s} {'s/epoch new':>11s} {'speed-up':>8s} {'features once (s)':>17s}")
+    # Every model's old path first, with glibc's malloc as it comes; then the allocator setting
+    # `train.fit` makes (`keep_freed_memory`, process-wide) and every model's new path.
+    olds = {name: time_model(name, waves, labels, classes, args.steps, old=True) for name in names}
+    keep_freed_memory()
     for name in names:
-        old, bs, _ = time_model(name, waves, labels, classes, args.steps, old=True)
-        new, _, setup = time_model(name, waves, labels, classes, args.steps)
+        old, bs, _ = olds[name]
+        new, _, setup = time_model(name, waves, labels, classes, args.steps, profile=args.profile)
         n = math.ceil(TRAIN_CLIPS / bs)
         print(f"{name:22s} {bs:5d} {old:10.3f} {new:10.3f} {bs / new:11.1f} {n * old:11.1f} {n * new:11.1f} "
-              f"{old / new:7.1f}x {'per batch (waves change)' if setup is None else f'{setup:17.1f}'}")
+              f"{old / new:7.1f}x {'per batch (waves change)' if setup is None else f'{setup:17.1f}'}", flush=True)
     if args.skip_fold:
         return
     print("\nvoxemo_net, fold 1 of 6 (speaker-independent, 8 classes), its default training:")

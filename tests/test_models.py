@@ -13,7 +13,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from voxemo.features import Frontend
-from voxemo.models import create_model, list_models, model_entry
+from voxemo.models import Dropout, create_model, list_models, model_entry
 from voxemo.papers import model_recipe
 
 # Smaller widths for the heaviest paper models so the parametrised tests stay fast; every model is
@@ -192,14 +192,19 @@ def test_transformer_pools_frames_into_tokens():
 # --- faster layouts, same math (issue 14) ------------------------------------------------------------
 
 def _as_before(model: torch.nn.Module) -> torch.nn.Module:
-    """A copy of a td_cnn / cnn2d model computed as before issue 14: weights in the default layout,
-    ReLU before MaxPool in every td_cnn block."""
+    """A copy of a model computed as before issue 14: weights in the default layout, ReLU before
+    MaxPool in every td_cnn block, nn.Dropout (as benchmarks/train.py's `as_before`)."""
     import copy
 
     old = copy.deepcopy(model).to(memory_format=torch.contiguous_format)
     if hasattr(old, "cnn"):
         for block in old.cnn:  # conv, bn, pool, relu, drop -> conv, bn, relu, pool, drop
             block[2], block[3] = block[3], block[2]
+    for parent in list(old.modules()):
+        for name, child in parent.named_children():
+            if type(child) is Dropout:
+                setattr(parent, name, torch.nn.Dropout(child.p))
+    assert not any(type(m) is Dropout for m in old.modules())
     return old
 
 
@@ -215,11 +220,13 @@ def _outputs_and_grads(model, x):
     ("td_cnn_stft", {"hidden": 32, "dropout": 0.0}, (3, 128, 128)),
     ("td_cnn_lstm", {"lstm": 32, "dropout": 0.0}, (3, 7, 128, 43)),
     ("cnn2d_mfcc", {"dropout": 0.0}, (3, 40, 301)),
+    ("conv1d_lstm", {"dropout": 0.0}, (3, 12, 301)),
 ])
 def test_faster_layout_gives_the_same_outputs_and_gradients(name, overrides, shape):
-    """Channels-last weights and MaxPool before ReLU: the outputs, the input's gradient and every
-    weight's gradient equal those of the model computed as before, for the same weights (training
-    mode, batch statistics; dropout off so both see the same masks)."""
+    """Channels-last weights, MaxPool before ReLU and our Dropout: the outputs, the input's gradient
+    and every weight's gradient equal those of the model computed as before, for the same weights
+    (training mode, batch statistics; dropout off so both see the same masks: the masks' math is
+    test_dropout_is_nn_dropouts_math's)."""
     torch.manual_seed(0)
     # In float64, so rounding cannot move a MaxPool's choice between two near-equal values (float32
     # rounds differently in the two layouts, and at such near-ties sends a gradient elsewhere).
@@ -239,3 +246,26 @@ def test_faster_layout_gives_the_same_outputs_and_gradients(name, overrides, sha
     new.eval(), old.eval()
     torch.testing.assert_close(new(x), old(x), rtol=1e-9, atol=1e-12)
     assert new.state_dict().keys() == old.state_dict().keys()  # saved files do not change
+
+
+def test_dropout_is_nn_dropouts_math():
+    """Our Dropout (a cheaper mask): each value kept with probability 1 - p and scaled by 1 / (1 - p),
+    the others zero, the gradient through the same mask; a seed fixes the mask; eval mode and p = 0
+    leave the input alone; the memory layout is kept."""
+    p = 0.2
+    drop = Dropout(p).train()
+    torch.manual_seed(0)
+    x = torch.randn(1000, 1000, dtype=torch.float64, requires_grad=True)
+    torch.manual_seed(1)
+    out = drop(x)
+    g = torch.randn_like(x)
+    out.backward(g)
+    kept = out != 0  # x is never exactly 0
+    assert abs(kept.double().mean().item() - (1 - p)) < 5 * ((p * (1 - p)) / kept.numel()) ** 0.5
+    torch.testing.assert_close(out, torch.where(kept, x / (1 - p), 0.0).detach(), rtol=1e-15, atol=0)
+    torch.testing.assert_close(x.grad, torch.where(kept, g / (1 - p), 0.0), rtol=1e-15, atol=0)
+    torch.manual_seed(1)
+    assert torch.equal(drop(x.detach()), out.detach())
+    assert torch.equal(drop.eval()(x), x) and torch.equal(Dropout(0.0).train()(x), x)
+    y = torch.randn(2, 3, 4, 5).contiguous(memory_format=torch.channels_last)
+    assert drop.train()(y).is_contiguous(memory_format=torch.channels_last)

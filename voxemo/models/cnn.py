@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from . import build, channels_last, register_model
+from . import Dropout, build, channels_last, register_model
 
 
 class SameConv1d(nn.Conv1d):
@@ -74,7 +74,7 @@ class PlainCNN(nn.Module):
         layers, c = [], 1
         for i, f in enumerate(cfg.filters, start=1):
             conv = nn.Conv2d(c, f, cfg.kernel, padding=cfg.kernel // 2) if two_d else SameConv1d(c, f, cfg.kernel)
-            layers += [conv, norm(f), nn.ReLU(), nn.Dropout(cfg.dropout)]
+            layers += [conv, norm(f), nn.ReLU(), Dropout(cfg.dropout)]
             if i in cfg.pool_after:
                 layers.append(pool(cfg.pool, ceil_mode=True))
             c = f

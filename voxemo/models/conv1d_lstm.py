@@ -34,7 +34,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from . import build, keras_lstm_init, register_model
+from . import Dropout, build, keras_lstm_init, register_model
 
 
 @dataclass(frozen=True)
@@ -66,7 +66,7 @@ class LSTMPair(nn.Module):
         super().__init__()
         init = keras_lstm_init if keras_init else (lambda lstm: lstm)
         self.first = init(nn.LSTM(c_in, hidden, batch_first=True))
-        self.drop = nn.Dropout(dropout_between)
+        self.drop = Dropout(dropout_between)
         self.second = init(nn.LSTM(hidden, hidden, batch_first=True))
 
     def forward(self, x):
@@ -87,7 +87,7 @@ class Conv1DLSTM(nn.Module):
         self.conv1 = nn.Sequential(nn.Conv1d(c_in, cfg.filters, cfg.kernel, padding=cfg.kernel // 2),
                                    nn.BatchNorm1d(cfg.filters), nn.ReLU(), nn.MaxPool1d(cfg.pool))
         self.lstm1 = LSTMPair(cfg.filters, cfg.lstm, 0.0, cfg.keras_init)  # the paper: Dropout after the pair only
-        self.drop1 = nn.Dropout(cfg.dropout)
+        self.drop1 = Dropout(cfg.dropout)
         t1 = t // cfg.pool
         self.dense1 = nn.Sequential(nn.Linear(t1 * cfg.lstm, cfg.dense), nn.ReLU(),
                                     nn.Linear(cfg.dense, cfg.dense), nn.ReLU())
@@ -95,7 +95,7 @@ class Conv1DLSTM(nn.Module):
         self.conv2 = nn.Sequential(nn.Conv1d(feat2, cfg.filters, cfg.kernel, padding=cfg.kernel // 2),
                                    nn.BatchNorm1d(cfg.filters), nn.ReLU())
         self.lstm2 = LSTMPair(cfg.filters, cfg.lstm, between, cfg.keras_init)
-        self.drop2 = nn.Dropout(cfg.dropout)
+        self.drop2 = Dropout(cfg.dropout)
         self.head = nn.Linear(cfg.seq_steps * cfg.lstm, cfg.n_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from . import build, channels_last, keras_lstm_init, register_model
+from . import Dropout, build, channels_last, keras_lstm_init, register_model
 
 
 def conv_block(c_in: int, c_out: int, pool, dropout: float) -> nn.Sequential:
@@ -38,7 +38,7 @@ def conv_block(c_in: int, c_out: int, pool, dropout: float) -> nn.Sequential:
     their gradients are the same, and the ReLU touches a quarter of the values. ReLU and MaxPool hold
     no weights: the state dict is the same either way."""
     return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1), nn.BatchNorm2d(c_out),
-                         nn.MaxPool2d(pool, ceil_mode=True), nn.ReLU(), nn.Dropout(dropout))
+                         nn.MaxPool2d(pool, ceil_mode=True), nn.ReLU(), Dropout(dropout))
 
 
 
