@@ -152,21 +152,25 @@ def training_crops(clips: Sequence[np.ndarray], audio: AudioSettings) -> torch.T
 
 
 def uses_encoder(exp: Experiment) -> bool:
-    """Whether the model eats a frozen pretrained encoder's statistics (trained on cached ones)."""
-    return exp.frontend_config().kind == "whisper"
+    """Whether the model eats a frozen pretrained encoder's statistics or frames (trained on cached ones)."""
+    from .features import ENCODER_KINDS
+
+    return exp.frontend_config().kind in ENCODER_KINDS
 
 
 def model_inputs(exp: Experiment, utts: Sequence[Utterance], clips: Sequence[np.ndarray],
                  progress: Callable[[int], None] | None = None) -> torch.Tensor:
     """What training batches are made of: the training crops (B, N), or for an encoder model the
-    encoder's statistics of each clip's crop (B, L + 1, 2, D), computed once per clip and cached
-    (`embeddings.embed_corpus`)."""
+    encoder's statistics of each clip's crop (B, L + 1, 2, D) (`embeddings.embed_corpus`) or its frames,
+    zero-padded to the longest clip, (B, L + 1, S', D) float16 (`embeddings.embed_frames`), computed
+    once per clip and cached."""
     if not uses_encoder(exp):
         return training_crops(clips, exp.audio)
-    from .embeddings import embed_corpus
+    from .embeddings import embed_corpus, embed_frames
     from .encoders import load_whisper_encoder
 
-    stats, skipped = embed_corpus(utts, exp.audio, encoder=load_whisper_encoder(exp.encoder), progress=progress)
+    embed = embed_frames if exp.frontend_config().kind == "whisper_frames" else embed_corpus
+    stats, skipped = embed(utts, exp.audio, encoder=load_whisper_encoder(exp.encoder), progress=progress)
     if skipped:
         raise ValueError(f"{len(skipped)} clips could not be embedded, e.g. {skipped[0]}")
     return torch.from_numpy(stats)
@@ -195,6 +199,8 @@ def build(exp: Experiment, classes: list[str]) -> Pipeline:
         input_shape = tuple(probe.shape[2:] if per_window else probe.shape[1:])
     torch.manual_seed(exp.seed)
     model = create_model(exp.model, n_classes=len(classes), input_shape=input_shape, **exp.model_overrides)
+    if getattr(model, "blocks", None):  # fine-tuned copies of the encoder's top blocks start from its weights
+        model.load_encoder_blocks(encoder)
     return Pipeline(fcfg, model, classes, audio=exp.audio, per_window=per_window, task=exp.task, encoder=encoder)
 
 
@@ -224,7 +230,7 @@ class FoldInputs:
 
     exp: Experiment
     clips: list  # decoded clips (np.ndarray each), as `voxemo predict` hears them at test time
-    waves: torch.Tensor  # training inputs: crops (B, N) or an encoder's statistics (B, L + 1, 2, D)
+    waves: torch.Tensor  # training inputs: crops (B, N), an encoder's statistics (B, L + 1, 2, D) or frames (B, L + 1, S', D)
     labels: torch.Tensor  # (B,) class indices
     classes: list[str]
     genders: np.ndarray  # (B,) per_gender routing

@@ -97,6 +97,13 @@ class History:
         return {k: [e[k] for e in self.epochs] for k in keys}
 
 
+def parameter_groups(model: nn.Module, cfg: TrainConfig) -> list[dict]:
+    """The model's parameters, each group at cfg.lr times its "lr_scale": `model.param_groups()` when the
+    model has them (a head fine-tuning an encoder's blocks at a lower rate), else one group at scale 1."""
+    groups = model.param_groups() if hasattr(model, "param_groups") else [{"params": list(model.parameters()), "lr_scale": 1.0}]
+    return [dict(g, lr=cfg.lr * g["lr_scale"]) for g in groups]
+
+
 def make_optimizer(params, cfg: TrainConfig) -> torch.optim.Optimizer:
     if cfg.optimizer == "adam":
         return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -258,7 +265,7 @@ def fit(
     history, best_state, bad_epochs, start = History(), None, 0, 0
     if ckpt is not None and resume and ckpt.exists():
         pipe.normalizer.mean.zero_()  # overwritten by the checkpoint
-        optimizer = make_optimizer(pipe.model.parameters(), cfg)
+        optimizer = make_optimizer(parameter_groups(pipe.model, cfg), cfg)
         history, best_state, bad_epochs, start, finished = ckpt.load(pipe, optimizer)
         if finished:
             pipe.load_state_dict(best_state)
@@ -268,7 +275,7 @@ def fit(
             pipe.normalizer.fit(x_train[: train[0].shape[0]])
         else:
             fit_normalizer(pipe, train[0], cfg.eval_batch_size)
-        optimizer = make_optimizer(pipe.model.parameters(), cfg)
+        optimizer = make_optimizer(parameter_groups(pipe.model, cfg), cfg)
     if once:
         with torch.no_grad():
             x_train = torch.cat([pipe.normalizer(x_train[i : i + cfg.eval_batch_size])
@@ -296,7 +303,7 @@ def fit(
             if cfg.augment.mixup_alpha:
                 feats, target = augmenter.mix(feats, target, gen)
             for g in optimizer.param_groups:
-                g["lr"] = cfg.lr * lr_factor(cfg, epoch * steps_per_epoch + b, steps_per_epoch)
+                g["lr"] = cfg.lr * g["lr_scale"] * lr_factor(cfg, epoch * steps_per_epoch + b, steps_per_epoch)
             logits = pipe.logits(feats)  # (B, K) or (B, C, K)
             if pipe.per_window:
                 target = target[:, None].expand(-1, logits.shape[1], -1)
