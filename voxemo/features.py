@@ -296,6 +296,14 @@ class EncoderFrames(EncoderStats):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.encoder.frame_states(x, upto=self.upto)[0]  # (B, L + 1, S', D)
 
+    @staticmethod
+    def trim(x: torch.Tensor) -> torch.Tensor:
+        """A batch of cached frames (B, L + 1, S', D), zero past each clip's own, cut to its longest clip
+        (a clip's own frames are never zero in row 0): the frame heads, which ignore padding, give the
+        same answer for less work."""
+        own = x[:, 0].abs().amax(-1) > 0  # (B, S')
+        return x[:, :, : int(own.any(0).nonzero().max()) + 1] if own.any() else x
+
 
 class Frontend(nn.Module):
     """Waveforms (B, N) at `sample_rate` Hz -> features, as FrontendConfig says: (B, F, T), (B, T),

@@ -155,7 +155,14 @@ def normalised(pipe: Pipeline, x: torch.Tensor, precomputed: bool = False) -> to
     if not precomputed:
         return pipe.features(x)
     with torch.no_grad():
-        return pipe.normalizer(x)
+        return pipe.normalizer(trimmed(pipe, x))
+
+
+def trimmed(pipe: Pipeline, x: torch.Tensor) -> torch.Tensor:
+    """A batch of precomputed front-end outputs, cut to its longest clip when they are frames padded
+    past each clip's own (`EncoderFrames.trim`); others as they are."""
+    trim = getattr(pipe.frontend.features, "trim", None)
+    return trim(x) if trim is not None else x
 
 
 def feature_batches(pipe: Pipeline, waves: torch.Tensor, batch_size: int,
@@ -296,7 +303,7 @@ def fit(
                 break
             y = y_train[idx]
             if once:  # normalised features, computed before the first epoch
-                feats = augmenter.augment_features(x_train[idx], gen)
+                feats = augmenter.augment_features(trimmed(pipe, x_train[idx]), gen)
             else:
                 feats = augmenter.augment_features(pipe.features(augmenter.augment_waves(x_train[idx], gen)), gen)
             target = nn.functional.one_hot(y, n_classes).float()
