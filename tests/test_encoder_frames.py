@@ -18,17 +18,14 @@ from voxemo.encoders.whisper import level
 from voxemo.features import EncoderFrames
 from voxemo.models import create_model
 
+from .conftest import DATA
 from .test_whisper import encoder, tiny_file  # noqa: F401  (fixtures)
 
 EMOTIONS = ["anger", "boredom", "neutral"]
+DATA_CLIP = DATA / "ravdess_speech" / "Actor_01" / "03-01-05-02-01-01-01.flac"  # 4.1 s
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def tiny_head(**kw):
@@ -148,3 +145,19 @@ def test_trained_pipeline_round_trips_and_hears_what_it_trained_on(encoder, data
     with torch.inference_mode():
         on_cache = pipe.eval().logits(X.float()).softmax(-1).numpy()
     np.testing.assert_allclose(on_cache, probs, atol=1e-2)
+
+
+def test_onnx_export_pairs_an_odd_last_frame_as_torch_does(encoder, tmp_path):
+    """Any length: 32,200 samples give 101 encoder frames, the last one pooled alone (test_export.py
+    checks every model at even frame counts)."""
+    pytest.importorskip("onnxruntime")
+    from voxemo.experiment import Experiment, build
+    from voxemo.export import PARITY_ATOL, OnnxRunner, export_onnx
+
+    pipe = build(Experiment(model="encoder_attentive", model_overrides={"layers": (0, 1, 2), "hidden": 8}), EMOTIONS)
+    assert export_onnx(pipe.eval(), tmp_path / "a.onnx")["input_samples"] == "dynamic"
+    x = np.stack([load_audio(DATA_CLIP)[:32200], load_audio(DATA_CLIP)[16000:48200]])
+    assert encoder.output_frames(32200) == 101
+    with torch.inference_mode():
+        want = pipe(torch.from_numpy(x)).numpy()
+    assert np.abs(OnnxRunner(tmp_path / "a.onnx").run(x) - want).max() < PARITY_ATOL
