@@ -162,22 +162,29 @@ class EncoderAttentive(nn.Module):
         return groups
 
     def states(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """The used hidden states (B, L', S, D): read from the input, the top ones run by the fine-tuned blocks."""
+        """The used hidden states (B, L', S, D) float32: read from the input, the top ones run by the
+        fine-tuned blocks (their padding frames are not zero)."""
         if not self.blocks:
-            return x[:, self.layers]
-        h, key_mask = x[:, self.below], mask[:, None, None, :]  # (B, S, D), (B, 1, 1, S)
+            return pick(x, self.layers).float()  # cached frames may be float16
+        h, key_mask = x[:, self.below].float(), mask[:, None, None, :]  # (B, S, D), (B, 1, 1, S)
         tops = []
         for i, block in enumerate(self.blocks):
             h = block(h, key_mask)
             tops.append(self.ln_post(h) if i == len(self.blocks) - 1 else h)
-        return torch.cat([x[:, : self.below + 1], torch.stack(tops, dim=1)], dim=1)[:, self.layers]
+        return pick(torch.cat([x[:, : self.below + 1].float(), torch.stack(tops, dim=1)], dim=1), self.layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.float()  # cached frames may be float16
         mask = frame_mask(x)  # (B, S)
-        h = self.norm(self.states(x, mask)) * mask[:, None, :, None]  # (B, L', S, D), padding zero
-        h = torch.einsum("blsd,l->bsd", h, self.layer_weights())  # (B, S, D)
+        h = self.norm(self.states(x, mask))  # (B, L', S, D)
+        h = torch.einsum("blsd,l->bsd", h, self.layer_weights()) * mask[:, :, None]  # (B, S, D), padding zero
         return self.mlp(self.pool(h, mask))  # (B, K)
+
+
+def pick(x: torch.Tensor, rows: list[int]) -> torch.Tensor:
+    """x[:, rows], a view (no copy) when the rows are consecutive."""
+    if rows == list(range(rows[0], rows[-1] + 1)):
+        return x[:, rows[0] : rows[-1] + 1]
+    return x[:, rows]
 
 
 @dataclass(frozen=True)
