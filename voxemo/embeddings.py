@@ -3,15 +3,17 @@
 A clip's embedding is the mean and the standard deviation over its frames of each hidden state of the
 Whisper encoder, the clip first scaled to one loudness (`WhisperEncoder.pooled_stats`), (`encoders.whisper`, whole clip, unpadded): an array (L + 1, 2, D) float32, row 0 the
 stem (+ positions), row L the encoder output; [:, 0] the means, [:, 1] the standard deviations
-(population, over the clip's own frames only). For Whisper base: (7, 2, 512).
+(population, over the clip's own frames only). For Whisper base: (7, 2, 512). For the frame heads,
+the frames themselves (`FrameCache`, `WhisperEncoder.frame_states`): each pair averaged, (L + 1, S', D)
+float16, S' = ceil(S / 2); `embed_frames` pads a corpus's to its longest clip with zeros.
 
 The cache works as the waveform cache (`cache.py`), one `.npy` per file keyed by path, size and mtime,
 in a folder keyed by the encoder's sha256, the audio settings and the pooling: another encoder file or
 other settings never read these entries. `embed_corpus` computes the missing ones in batches of clips
 of similar length (each clip computed exactly as alone: see `WhisperEncoder`), under
-torch.inference_mode, and writes them through `EmbeddingCache.load`.
+torch.inference_mode, and writes them through `EmbeddingCache.load` (`embed_frames` the same way).
 
-Letters: B clips, L encoder blocks, D width, S encoder frames.
+Letters: B clips, L encoder blocks, D width, S encoder frames, S' pooled frames.
 """
 
 from __future__ import annotations
