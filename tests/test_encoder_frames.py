@@ -161,3 +161,31 @@ def test_onnx_export_pairs_an_odd_last_frame_as_torch_does(encoder, tmp_path):
     with torch.inference_mode():
         want = pipe(torch.from_numpy(x)).numpy()
     assert np.abs(OnnxRunner(tmp_path / "a.onnx").run(x) - want).max() < PARITY_ATOL
+
+
+def test_a_killed_finetuning_run_resumes_where_an_uninterrupted_one_ends(tiny_file, tmp_path):
+    """Checkpoints keep the fine-tuned blocks' lower learning rate (their optimiser group)."""
+    from voxemo.features import FrontendConfig
+    from voxemo.pipeline import Pipeline
+    from voxemo.train import TrainConfig, fit
+
+    encoder = load_whisper_encoder(tiny_file)
+    x = torch.zeros(12, 3, 10, 64)
+    for i in range(12):
+        x[i, :, : 4 + i % 6] = torch.randn(3, 4 + i % 6, 64, generator=torch.Generator().manual_seed(i)) + 1
+    y, cfg = torch.arange(12) % 3, TrainConfig(epochs=3, batch_size=4, lr=1e-2)
+
+    def run(**kw):
+        torch.manual_seed(0)
+        model = create_model("encoder_attentive", n_classes=3, input_shape=(3, 0, 64), heads=4, ffn=128, hidden=8,
+                             attention=8, finetune_blocks=1).load_encoder_blocks(encoder)
+        pipe = Pipeline(FrontendConfig(kind="whisper_frames"), model, EMOTIONS, audio=AudioSettings(), encoder=encoder)
+        fit(pipe, (x, y), None, cfg, precomputed=True, **kw)
+        return pipe.state_dict()
+
+    whole = run()
+    run(checkpoint_dir=tmp_path, stop_after=1)
+    resumed = run(checkpoint_dir=tmp_path, resume=True)
+    for k, v in whole.items():
+        torch.testing.assert_close(resumed[k], v, rtol=0, atol=0, msg=k)
+    assert not torch.equal(whole["model.blocks.0.fc1.weight"], encoder.blocks[1].fc1.weight)

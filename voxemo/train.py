@@ -271,7 +271,8 @@ def fit(
     ckpt = Checkpoint(Path(checkpoint_dir)) if checkpoint_dir else None
     history, best_state, bad_epochs, start = History(), None, 0, 0
     if ckpt is not None and resume and ckpt.exists():
-        pipe.normalizer.mean.zero_()  # overwritten by the checkpoint
+        for statistic in pipe.normalizer.buffers():  # overwritten by the checkpoint (PassThrough holds none)
+            statistic.zero_()
         optimizer = make_optimizer(parameter_groups(pipe.model, cfg), cfg)
         history, best_state, bad_epochs, start, finished = ckpt.load(pipe, optimizer)
         if finished:
