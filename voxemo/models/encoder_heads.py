@@ -14,7 +14,9 @@ heard on the stem, so which layers matter is learned, not fixed:
 
 `encoder_attentive`: on the frames of every hidden state instead of their statistics, (B, L + 1, S, D)
     (`features.EncoderFrames`: pairs of frames averaged, 25 a second; frames past a clip's own are
-    zeros): each frame normalised (a LayerNorm without weights over D), a learned softmax-weighted sum
+    zeros): each layer's channels standardised over training frames (`FrameStandardizer`, as the
+    pipeline's normaliser does for `encoder_head`), each frame normalised (a LayerNorm without weights
+    over D), a learned softmax-weighted sum
     of the layers frame by frame, attentive statistics pooling (Okabe et al. 2018: a small MLP scores
     each frame, softmax over the clip's own frames, weighted mean and weighted std), then the MLP of
     `encoder_head`. With `finetune_blocks` = n > 0 it holds trainable copies of the encoder's top n
@@ -86,6 +88,32 @@ def frame_mask(x: torch.Tensor) -> torch.Tensor:
     return x[:, 0].abs().amax(-1) > 0
 
 
+class FrameStandardizer(nn.Module):
+    """(B, L', S, D) frames, mask (B, S) -> each (layer, channel) standardised over the batch's own frames
+    in training, over running averages of those at inference (BatchNorm without weights, padding not
+    counted): what the pipeline's normaliser does for `encoder_head`, here inside the head because
+    fine-tuned blocks need the encoder's own scale. At inference a clip's answer depends on it alone."""
+
+    def __init__(self, n_layers: int, width: int, momentum: float = 0.1, eps: float = 1e-5):
+        super().__init__()
+        self.momentum, self.eps = momentum, eps
+        self.register_buffer("running_mean", torch.zeros(n_layers, width))
+        self.register_buffer("running_var", torch.ones(n_layers, width))
+
+    def forward(self, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        if self.training:
+            w = mask[:, None, :, None].to(h.dtype)  # (B, 1, S, 1)
+            n = w.sum()  # frames in the batch
+            mean = (h * w).sum((0, 2)) / n  # (L', D)
+            var = ((h - mean[:, None]).square() * w).sum((0, 2)) / n
+            with torch.no_grad():
+                self.running_mean.lerp_(mean, self.momentum)
+                self.running_var.lerp_(var * n / (n - 1).clamp(min=1), self.momentum)
+        else:
+            mean, var = self.running_mean, self.running_var
+        return (h - mean[:, None]) / (var[:, None] + self.eps).sqrt()
+
+
 class AttentiveStatsPool(nn.Module):
     """(B, S, D) frames and their mask (B, S) -> (B, 2D): the weighted mean and weighted std over each
     clip's own frames, the weights a softmax of scores from a small MLP (Okabe et al. 2018)."""
@@ -107,7 +135,8 @@ class EncoderAttentiveConfig:
     n_classes: int = 8  # classes to tell apart
     input_shape: tuple[int, ...] = (7, 0, 512)  # (L + 1, S, D): Whisper base's stem + 6 blocks, frames (any), width
     layers: tuple[int, ...] | None = None  # the hidden states summed (0 = stem); None: all
-    per_frame_norm: bool = True  # standardise each frame of each layer over D
+    standardize: bool = True  # standardise each layer's channels over training frames (FrameStandardizer)
+    per_frame_norm: bool = True  # then standardise each frame of each layer over D
     attention: int = 128  # hidden units of the attention scorer
     hidden: int = 256  # MLP width; 0 makes the classifier linear
     dropout: float = 0.3  # before each Linear of the classifier
@@ -134,6 +163,7 @@ class EncoderAttentive(nn.Module):
         self.blocks = nn.ModuleList(Block(width, cfg.heads, cfg.ffn) for _ in range(n))
         self.ln_post = nn.LayerNorm(width, eps=LAYER_NORM_EPS) if n else None  # the encoder's final LayerNorm
         self.layer_logits = nn.Parameter(torch.zeros(len(self.layers)))  # softmax -> layer weights
+        self.standardize = FrameStandardizer(len(self.layers), width) if cfg.standardize else None
         self.norm = nn.LayerNorm(width, elementwise_affine=False) if cfg.per_frame_norm else nn.Identity()
         self.pool = AttentiveStatsPool(width, cfg.attention)
         self.mlp = classifier(2 * width, cfg.hidden, cfg.dropout, cfg.n_classes)
@@ -175,7 +205,10 @@ class EncoderAttentive(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         mask = frame_mask(x)  # (B, S)
-        h = self.norm(self.states(x, mask))  # (B, L', S, D)
+        h = self.states(x, mask)  # (B, L', S, D)
+        if self.standardize is not None:
+            h = self.standardize(h, mask)
+        h = self.norm(h)
         h = torch.einsum("blsd,l->bsd", h, self.layer_weights()) * mask[:, :, None]  # (B, S, D), padding zero
         return self.mlp(self.pool(h, mask))  # (B, K)
 
