@@ -1,8 +1,9 @@
-"""Shared fixtures: the real corpora in ../shared/data, and a private waveform cache per test run."""
+"""Shared fixtures: the real corpora in ../shared/data, a private waveform cache per test run, one torch thread."""
 
 from pathlib import Path
 
 import pytest
+import torch
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
@@ -22,3 +23,12 @@ def private_cache(tmp_path_factory, monkeypatch):
 @pytest.fixture(scope="session")
 def data() -> Path:
     return DATA
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Torch on one thread for a module's tests (small batches are faster so, and the cores are shared)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

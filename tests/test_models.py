@@ -47,6 +47,8 @@ def features_for(name: str) -> torch.Tensor:
     torch.manual_seed(0)
     if recipe.frontend.kind == "whisper":  # a frozen encoder's statistics (B, L + 1, 2, D); a small stand-in
         return torch.randn(B, 7, 2, 32)
+    if recipe.frontend.kind == "whisper_frames":  # its frames (B, L + 1, S, D), the second clip shorter (zeros)
+        return torch.randn(B, 7, 20, 32) * (torch.arange(20) < torch.tensor([[20], [13]]))[:, None, :, None]
     f = Frontend(recipe.frontend)(torch.randn(B, 48000) * 0.1)
     f = (f - f.mean()) / f.std()
     return f[:, 0] if recipe.per_window else f  # per window: the first window of each clip

@@ -154,22 +154,30 @@ def training_crops(clips: Sequence[np.ndarray], audio: AudioSettings) -> torch.T
     return torch.from_numpy(np.stack([audio.crop(x) for x in clips]))
 
 
+SPEAKER_NORM_MODELS = ("speaker_norm standardises the pooled statistics of a \"whisper\" front-end (encoder_head, "
+                       "encoder_probe); {model} does not take them")
+
+
 def uses_encoder(exp: Experiment) -> bool:
-    """Whether the model eats a frozen pretrained encoder's statistics (trained on cached ones)."""
-    return exp.frontend_config().kind == "whisper"
+    """Whether the model eats a frozen pretrained encoder's statistics or frames (trained on cached ones)."""
+    from .features import ENCODER_KINDS
+
+    return exp.frontend_config().kind in ENCODER_KINDS
 
 
 def model_inputs(exp: Experiment, utts: Sequence[Utterance], clips: Sequence[np.ndarray],
                  progress: Callable[[int], None] | None = None) -> torch.Tensor:
     """What training batches are made of: the training crops (B, N), or for an encoder model the
-    encoder's statistics of each clip's crop (B, L + 1, 2, D), computed once per clip and cached
-    (`embeddings.embed_corpus`)."""
+    encoder's statistics of each clip's crop (B, L + 1, 2, D) (`embeddings.embed_corpus`) or its frames,
+    zero-padded to the longest clip, (B, L + 1, S', D) float16 (`embeddings.embed_frames`), computed
+    once per clip and cached."""
     if not uses_encoder(exp):
         return training_crops(clips, exp.audio)
-    from .embeddings import embed_corpus
+    from .embeddings import embed_corpus, embed_frames
     from .encoders import load_whisper_encoder
 
-    stats, skipped = embed_corpus(utts, exp.audio, encoder=load_whisper_encoder(exp.encoder), progress=progress)
+    embed = embed_frames if exp.frontend_config().kind == "whisper_frames" else embed_corpus
+    stats, skipped = embed(utts, exp.audio, encoder=load_whisper_encoder(exp.encoder), progress=progress)
     if skipped:
         raise ValueError(f"{len(skipped)} clips could not be embedded, e.g. {skipped[0]}")
     stats = torch.from_numpy(stats)
@@ -189,19 +197,21 @@ def build(exp: Experiment, classes: list[str]) -> Pipeline:
 
     per_window = exp.recipe().per_window
     fcfg = exp.frontend_config()
+    if exp.speaker_norm and fcfg.kind != "whisper":
+        raise ValueError(SPEAKER_NORM_MODELS.format(model=exp.model))
     encoder = None
     if uses_encoder(exp):
         from .encoders import load_whisper_encoder
 
         encoder = load_whisper_encoder(exp.encoder)
         input_shape = Frontend(fcfg, exp.audio.sample_rate, encoder).features.output_shape
-    elif exp.speaker_norm:
-        raise ValueError(f"speaker_norm standardises a pretrained encoder's statistics; {exp.model} does not use one")
     else:
         probe = Frontend(fcfg, exp.audio.sample_rate)(torch.zeros(1, exp.audio.crop_samples))
         input_shape = tuple(probe.shape[2:] if per_window else probe.shape[1:])
     torch.manual_seed(exp.seed)
     model = create_model(exp.model, n_classes=len(classes), input_shape=input_shape, **exp.model_overrides)
+    if getattr(model, "blocks", None):  # fine-tuned copies of the encoder's top blocks start from its weights
+        model.load_encoder_blocks(encoder)
     return Pipeline(fcfg, model, classes, audio=exp.audio, per_window=per_window, task=exp.task, encoder=encoder,
                     meta={"speaker_norm": True} if exp.speaker_norm else None)
 
@@ -237,7 +247,7 @@ class FoldInputs:
 
     exp: Experiment
     clips: list  # decoded clips (np.ndarray each), as `voxemo predict` hears them at test time
-    waves: torch.Tensor  # training inputs: crops (B, N) or an encoder's statistics (B, L + 1, 2, D)
+    waves: torch.Tensor  # training inputs: crops (B, N), an encoder's statistics (B, L + 1, 2, D) or frames (B, L + 1, S', D)
     labels: torch.Tensor  # (B,) class indices
     classes: list[str]
     genders: np.ndarray  # (B,) per_gender routing

@@ -45,7 +45,8 @@ N_MFCC = 40
 PREEMPHASIS = 0.97
 AMIN = 1e-10  # floor before the log, as librosa.power_to_db
 TOP_DB = 80.0  # dynamic range kept below each clip's peak, as librosa.power_to_db
-KINDS = ("logmel", "mfcc", "stft", "mean_mfcc", "whisper")
+KINDS = ("logmel", "mfcc", "stft", "mean_mfcc", "whisper", "whisper_frames")
+ENCODER_KINDS = ("whisper", "whisper_frames")  # kinds that run a frozen pretrained encoder (EncoderStats, EncoderFrames)
 
 
 @dataclass
@@ -54,7 +55,8 @@ class FrontendConfig:
     waveform's sample rate is not here: it is the audio settings' (`AudioSettings.sample_rate`), given
     to `Frontend` when it is built, so a pipeline stores it once."""
 
-    kind: str = "logmel"  # one of KINDS; "whisper": a pretrained encoder's pooled layer statistics (EncoderStats)
+    kind: str = "logmel"  # one of KINDS; "whisper": a pretrained encoder's pooled layer statistics (EncoderStats);
+    # "whisper_frames": its layers' frames, pairs averaged (EncoderFrames)
     n_fft: int = N_FFT  # FFT size in samples
     win_length: int | None = None  # window length in samples; None = n_fft
     hop_length: int = HOP_LENGTH  # samples between frames
@@ -279,19 +281,43 @@ class EncoderStats(nn.Module):
         return self.encoder.pooled_stats(x, upto=self.upto)  # (B, L + 1, 2, D)
 
 
+class EncoderFrames(EncoderStats):
+    """(B, N) -> (B, L + 1, S', D): every hidden state's frames of a frozen, pretrained encoder, each
+    pair of frames averaged (S' = ceil(S / 2), 25 a second for Whisper), the input of the frame heads
+    (`WhisperEncoder.frame_states`, the same code as the cache's). The batch holds clips of one length
+    (`pipeline.clip_probabilities` groups windows by length), so no frame is padding here; in the
+    cache's padded batches frames past a clip's own are zeros in every row. Held as EncoderStats holds
+    its encoder."""
+
+    @property
+    def output_shape(self) -> tuple[int, int, int]:
+        return (self.encoder.cfg.layers + 1, 0, self.encoder.cfg.width)  # S' = 0: any number of frames
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.encoder.frame_states(x, upto=self.upto)[0]  # (B, L + 1, S', D)
+
+    @staticmethod
+    def trim(x: torch.Tensor) -> torch.Tensor:
+        """A batch of cached frames (B, L + 1, S', D), zero past each clip's own, cut to its longest clip
+        (a clip's own frames are never zero in row 0): the frame heads, which ignore padding, give the
+        same answer for less work."""
+        own = x[:, 0].abs().amax(-1) > 0  # (B, S')
+        return x[:, :, : int(own.any(0).nonzero().max()) + 1] if own.any() else x
+
+
 class Frontend(nn.Module):
     """Waveforms (B, N) at `sample_rate` Hz -> features, as FrontendConfig says: (B, F, T), (B, T),
-    chunked (B, C, F, W), or a pretrained encoder's statistics (B, L + 1, 2, D) (kind "whisper",
-    which needs the `encoder` module)."""
+    chunked (B, C, F, W), or a pretrained encoder's statistics (B, L + 1, 2, D) (kind "whisper") or
+    frames (B, L + 1, S', D) (kind "whisper_frames"), which need the `encoder` module)."""
 
     def __init__(self, cfg: FrontendConfig, sample_rate: int = SAMPLE_RATE, encoder: nn.Module | None = None):
         super().__init__()
         self.cfg = cfg
         self.sample_rate = sample_rate
-        if cfg.kind == "whisper":
+        if cfg.kind in ENCODER_KINDS:
             if encoder is None:
-                raise ValueError("a whisper front-end needs its encoder (voxemo.encoders.load_whisper_encoder())")
-            self.features = EncoderStats(encoder)
+                raise ValueError(f"a {cfg.kind} front-end needs its encoder (voxemo.encoders.load_whisper_encoder())")
+            self.features = (EncoderStats if cfg.kind == "whisper" else EncoderFrames)(encoder)
         else:
             self.features = FEATURES[cfg.kind](cfg, sample_rate)
         chunked = cfg.chunks is not None or cfg.window_frames is not None

