@@ -118,10 +118,6 @@ def experiment_from_config(path: str | Path | None = None, **overrides):
                          frontend=tables["frontend"], model_overrides=tables["model_overrides"], train=tables["train"])
         if not exp.is_baseline:
             exp.train_config(), exp.frontend_config()
-        if exp.speaker_norm and (exp.is_baseline or exp.frontend_config().kind != "whisper"):
-            from .experiment import SPEAKER_NORM_MODELS
-
-            raise ValueError(SPEAKER_NORM_MODELS.format(model=exp.model))
     except (TypeError, ValueError) as e:
         raise ConfigError(f"bad configuration: {e}") from None
     if not exp.is_baseline:

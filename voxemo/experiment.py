@@ -31,6 +31,10 @@ from .splits import Fold, filter_utterances, labels_for
 from .train import History, TrainConfig, fit
 
 
+SPEAKER_NORM_MODELS = ("speaker_norm standardises the pooled statistics of a \"whisper\" front-end (encoder_head, "
+                       "encoder_probe); {model} does not take them")
+
+
 @dataclass
 class Experiment:
     """Everything that decides a run; written to config.json."""
@@ -68,6 +72,8 @@ class Experiment:
         if self.leaky_noisy_copies and self.protocol != "random":
             raise ValueError("leaky_noisy_copies applies to a random split only (speaker folds keep a clip's "
                              "copies with their speaker)")
+        if self.speaker_norm and (self.is_baseline or self.frontend_config().kind != "whisper"):
+            raise ValueError(SPEAKER_NORM_MODELS.format(model=self.model))
         if isinstance(self.audio, dict):
             self.audio = AudioSettings(**self.audio)
         if self.audio is None:
@@ -154,10 +160,6 @@ def training_crops(clips: Sequence[np.ndarray], audio: AudioSettings) -> torch.T
     return torch.from_numpy(np.stack([audio.crop(x) for x in clips]))
 
 
-SPEAKER_NORM_MODELS = ("speaker_norm standardises the pooled statistics of a \"whisper\" front-end (encoder_head, "
-                       "encoder_probe); {model} does not take them")
-
-
 def uses_encoder(exp: Experiment) -> bool:
     """Whether the model eats a frozen pretrained encoder's statistics or frames (trained on cached ones)."""
     from .features import ENCODER_KINDS
@@ -197,8 +199,6 @@ def build(exp: Experiment, classes: list[str]) -> Pipeline:
 
     per_window = exp.recipe().per_window
     fcfg = exp.frontend_config()
-    if exp.speaker_norm and fcfg.kind != "whisper":
-        raise ValueError(SPEAKER_NORM_MODELS.format(model=exp.model))
     encoder = None
     if uses_encoder(exp):
         from .encoders import load_whisper_encoder

@@ -199,14 +199,11 @@ class Pipeline(nn.Module):
         """Every window's front-end output, standardised per speaker over their windows, then the
         normaliser and the model; a clip's probabilities are its windows' mean."""
         self.eval()
-        owner = [i for i, c in enumerate(clips) for _ in c]
-        stats = torch.cat([self.frontend(torch.from_numpy(np.ascontiguousarray(w, dtype=np.float32))[None])
-                           for c in clips for w in c])
-        feats = self.normalizer(standardise_by_speaker(stats, [speakers[i] for i in owner]))
-        probs = (self.logits(feats) / self.temperature).softmax(-1).numpy()
-        out = np.zeros((len(clips), len(self.labels)), np.float32)
-        np.add.at(out, np.array(owner, dtype=np.int64), probs)
-        return out / np.array([max(len(c), 1) for c in clips], np.float32)[:, None]
+        stats = window_outputs(lambda w: self.frontend(torch.from_numpy(np.ascontiguousarray(w, dtype=np.float32))).numpy(),
+                               clips)
+        who = [speakers[i] for i, c in enumerate(clips) for _ in c]
+        feats = self.normalizer(standardise_by_speaker(torch.from_numpy(stats), who))
+        return clip_means((self.logits(feats) / self.temperature).softmax(-1).numpy(), clips)
 
     # --- files ----------------------------------------------------------------------------------
     def describe(self) -> dict:
@@ -329,16 +326,32 @@ def clip_probabilities(run: Callable[[np.ndarray], np.ndarray], clips: Sequence[
     """The one batched inference over prepared clips: `run` maps (b, N) float32 windows to (b, K)
     probabilities (`Pipeline.run`, `OnnxRunner.run`); clips are (C, N) arrays. Windows of one length
     go through together, `batch_size` at a time; a clip's probabilities are its windows' mean (B, K)."""
-    owner = np.concatenate([np.full(len(c), i) for i, c in enumerate(clips)]) if clips else np.zeros(0, int)
+    if not any(len(c) for c in clips):
+        return np.zeros((len(clips), n_classes), np.float32)
+    return clip_means(window_outputs(run, clips, batch_size), clips)
+
+
+def window_outputs(run: Callable[[np.ndarray], np.ndarray], clips: Sequence[np.ndarray], batch_size: int = 32) -> np.ndarray:
+    """`run` over every window of the clips, windows of one length `batch_size` at a time: (W, ...)
+    in window order (clip by clip)."""
     windows = [w for c in clips for w in c]
-    probs = np.zeros((len(windows), n_classes), np.float32)
     by_length: dict[int, list[int]] = {}
     for j, w in enumerate(windows):
         by_length.setdefault(w.shape[0], []).append(j)
+    out = None
     for rows in by_length.values():
         for i in range(0, len(rows), batch_size):
             part = rows[i : i + batch_size]
-            probs[part] = run(np.stack([windows[j] for j in part]))
-    out = np.zeros((len(clips), n_classes), np.float32)
-    np.add.at(out, owner, probs)
-    return out / np.array([max(len(c), 1) for c in clips], np.float32)[:, None]
+            got = np.asarray(run(np.stack([windows[j] for j in part])))
+            if out is None:
+                out = np.zeros((len(windows), *got.shape[1:]), got.dtype)
+            out[part] = got
+    return out
+
+
+def clip_means(per_window: np.ndarray, clips: Sequence[np.ndarray]) -> np.ndarray:
+    """Each clip's mean of its windows' rows of `per_window` (W, ...) -> (B, ...)."""
+    owner = np.concatenate([np.full(len(c), i) for i, c in enumerate(clips)])
+    out = np.zeros((len(clips), *per_window.shape[1:]), np.float32)
+    np.add.at(out, owner, per_window)
+    return out / np.array([max(len(c), 1) for c in clips], np.float32).reshape(-1, *[1] * (per_window.ndim - 1))

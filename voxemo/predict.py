@@ -74,7 +74,7 @@ class Predictor:
         if runtime not in RUNTIMES:
             raise ValueError(f"runtime must be one of {', '.join(RUNTIMES)}, not {runtime!r}")
         if pipeline.speaker_norm:
-            raise PipelineError("this pipeline normalises each speaker with their own statistics over several clips, "
+            raise PipelineError("the pipeline normalises each speaker with their own statistics over several clips, "
                                 "so it cannot label one clip: score it on a corpus with `voxemo evaluate`")
         self.pipeline = pipeline.eval()
         self.runtime = runtime
@@ -394,10 +394,10 @@ def load_model(path: str | os.PathLike | None = None, runtime: str = "torch", *,
     (default: its pinned packages). Raises PipelineError."""
     where = resolve_model(path)
     pipe = load_pipeline(where, encoder)
-    if pipe.speaker_norm:
-        raise PipelineError(f"{where}: the pipeline normalises each speaker with their own statistics over several "
-                            "clips, so it cannot label one clip: score it on a corpus with `voxemo evaluate`")
-    return Predictor(pipe, runtime, onnx_path, threads=threads)
+    try:
+        return Predictor(pipe, runtime, onnx_path, threads=threads)
+    except PipelineError as e:  # name the model file too
+        raise PipelineError(f"{where}: {e}") from None
 
 
 def plot_timeline(timeline: dict, out_png: str | os.PathLike, *, title: str | None = None) -> Path:
