@@ -82,9 +82,11 @@ def test_forward_backward_and_every_parameter_learns(name):
     model, x = make(name)
     model.train()
     y = model(x)
-    assert y.shape == (B, K)
+    members = getattr(model.config, "members", None)  # an ensemble trains one set of logits per member
+    assert y.shape == ((B, members, K) if members else (B, K))
     assert torch.isfinite(y).all()
-    torch.nn.functional.cross_entropy(y, torch.arange(B) % K).backward()
+    target = torch.arange(B) % K
+    torch.nn.functional.cross_entropy(y.flatten(0, -2), target.repeat_interleave(y.numel() // (B * K))).backward()
     for pname, p in model.named_parameters():  # BatchNorm weights and biases included
         assert p.grad is not None, f"{name}.{pname} gets no gradient"
         assert torch.isfinite(p.grad).all(), f"{name}.{pname} has a non-finite gradient"
@@ -271,3 +273,28 @@ def test_dropout_is_nn_dropouts_math():
     assert torch.equal(drop.eval()(x), x) and torch.equal(Dropout(0.0).train()(x), x)
     y = torch.randn(2, 3, 4, 5).contiguous(memory_format=torch.channels_last)
     assert drop.train()(y).is_contiguous(memory_format=torch.channels_last)
+
+
+def test_ensemble_averages_its_members_probabilities_and_trains_each_on_its_own_loss():
+    """encoder_ensemble: in evaluation the log of the members' mean probability; in training each
+    member's gradient is that of its own loss alone (the loss `train.fit` takes: the mean over members),
+    so members do not learn to make up for each other."""
+    from voxemo.train import soft_cross_entropy
+
+    model, x = make("encoder_ensemble", members=3, dropout=0.0)
+    model.eval()
+    with torch.no_grad():
+        mean_p = torch.stack([h(x).softmax(-1) for h in model.heads]).mean(0)
+        torch.testing.assert_close(model(x).exp(), mean_p)
+    model.train()
+    target = torch.nn.functional.one_hot(torch.arange(B) % K, K).float()
+    logits = model(x)
+    soft_cross_entropy(logits, target[:, None].expand(-1, 3, -1), None, 0.1).backward()
+    joint = [p.grad.clone() for p in model.heads[1].parameters()]
+    model.zero_grad()
+    soft_cross_entropy(model.heads[1](x), target, None, 0.1).backward()
+    for g, alone in zip(joint, model.heads[1].parameters()):
+        torch.testing.assert_close(g * 3, alone.grad)
+    assert not torch.equal(model.heads[0].mlp[1].weight, model.heads[1].mlp[1].weight)  # initialised apart
+    with pytest.raises(ValueError, match="members must be at least 1"):
+        make("encoder_ensemble", members=0)

@@ -32,7 +32,7 @@ from .train import History, TrainConfig, fit
 
 
 SPEAKER_NORM_MODELS = ("speaker_norm standardises the pooled statistics of a \"whisper\" front-end (encoder_head, "
-                       "encoder_probe); {model} does not take them")
+                       "encoder_ensemble, encoder_probe); {model} does not take them")
 
 
 @dataclass

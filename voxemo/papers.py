@@ -122,6 +122,10 @@ RECIPES: dict[str, ModelRecipe] = {
                                 audio=WHOLE_CLIP, notes=(
         "Frozen Whisper base; per-layer mean and std of the whole unpadded clip, cached once per clip; "
         "per-clip normalised, learned layer weights, MLP 256. AdamW, cosine schedule, mixup, label smoothing.")),
+    "encoder_ensemble": ModelRecipe(frontend=WHISPER_STATS, per_window=False, train=ENCODER_TRAIN, paper="ours",
+                                    audio=WHOLE_CLIP, notes=(
+        "encoder_head five times, initialised apart, each on its own loss, trained side by side on the same "
+        "batches; their probabilities averaged.")),
     "encoder_attentive": ModelRecipe(frontend=WHISPER_FRAMES, per_window=False, train=ENCODER_FRAMES_TRAIN,
                                      paper="ours", audio=WHOLE_CLIP, notes=(
         "Frozen Whisper base (or its top blocks fine-tuned: finetune_blocks); every layer's frames of the whole "

@@ -167,7 +167,8 @@ class Pipeline(nn.Module):
         return self.normalizer(f)
 
     def logits(self, feats: torch.Tensor) -> torch.Tensor:
-        """Normalised features -> logits (B, K), or (B, C, K) for a per-window model."""
+        """Normalised features -> logits (B, K), or (B, C, K) for a per-window model (and (B, M, K) from
+        an ensemble in training: one set per member)."""
         if not self.per_window:
             return self.model(feats)
         b, c = feats.shape[:2]

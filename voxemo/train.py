@@ -335,8 +335,8 @@ def fit(
                 feats, target = augmenter.mix(feats, target, gen)
             for g in optimizer.param_groups:
                 g["lr"] = cfg.lr * g["lr_scale"] * lr_factor(cfg, epoch * steps_per_epoch + b, steps_per_epoch)
-            logits = pipe.logits(feats)  # (B, K) or (B, C, K)
-            if pipe.per_window:
+            logits = pipe.logits(feats)  # (B, K), or (B, C, K): per window, or per member of an ensemble
+            if logits.dim() == 3:
                 target = target[:, None].expand(-1, logits.shape[1], -1)
             loss = soft_cross_entropy(logits, target, weights, cfg.label_smoothing)
             optimizer.zero_grad(set_to_none=True)
@@ -346,7 +346,7 @@ def fit(
             optimizer.step()
             loss_sum += float(loss.detach()) * y.shape[0]
             probs = logits.detach().softmax(-1)
-            correct += int(((probs.mean(1) if pipe.per_window else probs).argmax(-1) == y).sum())
+            correct += int(((probs.mean(1) if probs.dim() == 3 else probs).argmax(-1) == y).sum())
             seen += y.shape[0]
         record = {"epoch": epoch, "train_loss": loss_sum / seen, "train_acc": correct / seen,
                   "lr": optimizer.param_groups[0]["lr"]}

@@ -9,6 +9,11 @@ heard on the stem, so which layers matter is learned, not fixed:
     the loudness and the recording's offsets of one clip do not move it), a learned softmax-weighted
     sum of the layers (SUPERB's weighted layer sum), then a small MLP: Dropout, Linear 2D -> hidden,
     GELU, Dropout, Linear -> K.
+`encoder_ensemble`: M `encoder_head`s on the same input, each initialised apart and trained on its own
+    loss (in training the model gives one set of logits per member, (B, M, K)); in evaluation the
+    log of their mean probability, (B, K): a deep ensemble (Lakshminarayanan et al. 2017) in one file,
+    so the pipeline, export and service see one model. Members share the batches, mixup and early
+    stopping; they differ by initialisation and dropout.
 `encoder_probe`: the reference row, a linear probe: the chosen layers' statistics, flattened, one
     Linear layer (with the pipeline's standardisation in front and weight decay, a logistic regression).
 
@@ -30,6 +35,8 @@ Letters: B batch, L encoder blocks, S frames, D width, K classes.
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from dataclasses import dataclass
 
 import torch
@@ -80,6 +87,29 @@ class EncoderHead(nn.Module):
         x = self.norm(x[:, self.layers])  # (B, L', 2, D)
         x = torch.einsum("blsd,l->bsd", x, self.layer_weights())  # (B, 2, D)
         return self.mlp(x.flatten(1))  # (B, K)
+
+
+@dataclass(frozen=True)
+class EncoderEnsembleConfig(EncoderHeadConfig):
+    members: int = 5  # encoder_heads trained side by side, their probabilities averaged
+
+
+class EncoderEnsemble(nn.Module):
+    """(B, L + 1, 2, D) -> (B, M, K) logits per member in training, (B, K) log mean probability otherwise."""
+
+    def __init__(self, cfg: EncoderEnsembleConfig):
+        super().__init__()
+        if cfg.members < 1:
+            raise ValueError(f"members must be at least 1, not {cfg.members}")
+        self.config = cfg
+        member = EncoderHeadConfig(**{f.name: getattr(cfg, f.name) for f in dataclasses.fields(EncoderHeadConfig)})
+        self.heads = nn.ModuleList(EncoderHead(member) for _ in range(cfg.members))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits = torch.stack([h(x) for h in self.heads], 1)  # (B, M, K)
+        if self.training:
+            return logits
+        return logits.log_softmax(-1).logsumexp(1) - math.log(len(self.heads))  # log of the mean probability
 
 
 def frame_mask(x: torch.Tensor) -> torch.Tensor:
@@ -245,6 +275,12 @@ class EncoderProbe(nn.Module):
 def encoder_head(**kw):
     """Ours: per-clip normalised layer statistics, learned layer weights, small MLP."""
     return build(EncoderHeadConfig, EncoderHead, {}, kw)
+
+
+@register_model
+def encoder_ensemble(**kw):
+    """Ours: five encoder_heads trained side by side, their probabilities averaged (a deep ensemble)."""
+    return build(EncoderEnsembleConfig, EncoderEnsemble, {}, kw)
 
 
 @register_model
