@@ -44,10 +44,11 @@ LABELS = ("neutral", "happy", "sad", "angry", "fearful", "disgust", "surprised")
 MERGE = {"calm": "neutral"}
 TEST = {"ravdess:23", "ravdess:24", "emodb:03", "emodb:08"}
 VALIDATION = {"ravdess:03", "ravdess:04", "emodb:10", "emodb:13"}
-CANDIDATES = {  # model overrides of encoder_head weighed by leaving a corpus out
-    "all layers": {},
-    "layers 0-4": {"layers": [0, 1, 2, 3, 4]},
-    "layers 1-5, wider": {"layers": [1, 2, 3, 4, 5], "hidden": 512, "dropout": 0.5},
+CANDIDATES = {  # (model, its overrides) weighed by leaving a corpus out
+    "all layers": ("encoder_head", {}),
+    "layers 0-4": ("encoder_head", {"layers": [0, 1, 2, 3, 4]}),
+    "layers 1-5, wider": ("encoder_head", {"layers": [1, 2, 3, 4, 5], "hidden": 512, "dropout": 0.5}),
+    "layers 0-4, ensemble of 5": ("encoder_ensemble", {"layers": [0, 1, 2, 3, 4]}),
 }
 GAINS_DB = (0, -10, -20, -30)
 
@@ -59,14 +60,16 @@ def corpus(data: Path) -> list:
     return [u for u in utts if u.emotion in LABELS]
 
 
-def train_head(overrides: dict, x: torch.Tensor, y: torch.Tensor, val: tuple, labels, seed: int = 0):
-    exp = Experiment(model="encoder_head", model_overrides=overrides, seed=seed)
+def train_head(candidate: tuple[str, dict], x: torch.Tensor, y: torch.Tensor, val: tuple, labels, seed: int = 0):
+    model, overrides = candidate
+    exp = Experiment(model=model, model_overrides=overrides, seed=seed)
     pipe = build(exp, list(labels))
     fit(pipe, (x, y), val, exp.train_config(), precomputed=True)
     return pipe
 
 
 def logits_of(pipe, x: torch.Tensor) -> np.ndarray:
+    pipe.eval()
     with torch.inference_mode():
         return torch.cat([pipe.logits(f) for f in feature_batches(pipe, x, 256, precomputed=True)]).numpy()
 
@@ -83,7 +86,7 @@ def leave_one_corpus_out(utts, x0, x1, y) -> dict:
     ravdess = np.array([u.corpus == "ravdess" for u in utts])
     speech = np.array([u.channel == "speech" for u in utts])
     table = {}
-    for name, overrides in CANDIDATES.items():
+    for name, candidate in CANDIDATES.items():
         row = {}
         for train_mask, test_mask, label in ((ravdess, ~ravdess, "RAVDESS -> EmoDB"),
                                              (~ravdess, ravdess & speech, "EmoDB -> RAVDESS speech")):
@@ -92,7 +95,7 @@ def leave_one_corpus_out(utts, x0, x1, y) -> dict:
             shared = sorted({LABELS[k] for k in y[tr].tolist()} & {LABELS[k] for k in y[test_mask].tolist()},
                             key=LABELS.index)
             xt, yt = torch.cat([x0[tr], x1[tr]]), torch.from_numpy(np.concatenate([y[tr], y[tr]]))
-            pipe = train_head(overrides, xt, yt, (x0[val], torch.from_numpy(y[val])), LABELS)
+            pipe = train_head(candidate, xt, yt, (x0[val], torch.from_numpy(y[val])), LABELS)
             row[label] = restricted_ua(logits_of(pipe, x0[test_mask]), y[test_mask], list(LABELS), shared)
         row["mean"] = float(np.mean(list(row.values())))
         table[name] = row
@@ -119,7 +122,6 @@ def main():
     ap.add_argument("--loco", action="store_true", help="choose the head by leaving one corpus out first")
     ap.add_argument("--force", action="store_true", help="overwrite an existing bundled model")
     args = ap.parse_args()
-    torch.set_num_threads(2)
     t0 = time.perf_counter()
     utts = corpus(args.data)
     y = np.array([LABELS.index(u.emotion) for u in utts])

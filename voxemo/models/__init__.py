@@ -1,6 +1,7 @@
 """Model registry (timm-style): `@register_model` on tiny functions that only fix hyper-parameters.
 
-Every model maps the features its front-end makes to logits (B, K). Each registered function takes
+Every model maps the features its front-end makes to logits (B, K) (an ensemble, in training, one
+set per member: (B, M, K)). Each registered function takes
 keyword overrides of its config dataclass (`n_classes` and `input_shape` among them) and returns a
 module with `.config` (that dataclass) and `.name`, so `create_model(name, **asdict(model.config))`
 rebuilds the same architecture: that is how a saved pipeline is loaded.

@@ -1,0 +1,104 @@
+"""Late fusion of the encoder head with voxemo_net's log-mel branch: does it lift RAVDESS song?
+
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/fusion.py [--data DIR] [--corpus ravdess_song]
+        [--encoder-model encoder_ensemble] [--out runs/fusion-ravdess_song.json]
+
+Song is where the frozen Whisper encoder helps least (RESULTS.md: the linear probe is best on the conv
+stem, and voxemo_net, a CNN on log-mel, is level with the single-clip encoder head), so the issue asks
+to try a fusion with the log-mel branch. This is the simplest fusion that keeps both models as they
+are measured elsewhere: on every fold of the corpus's speaker-independent protocol (RAVDESS: 6 actor
+folds; the same folds for every model, checked), train the encoder model on single clips and with
+per-speaker normalisation (`speaker_norm`), and voxemo_net, each through `experiment.train_fold`;
+score the test speakers' clips through each whole pipeline as `voxemo predict` (or, per speaker,
+`voxemo evaluate`) hears them (`experiment.heard`), and average an encoder model's probabilities
+with voxemo_net's, equal weights (fixed in advance: nothing is chosen on a test fold). Printed side by
+side per fold and as mean ± std over folds: UA of each model and of each fusion, against the
+issue's goal (song 85).
+
+Each finished fold is written to --out at once; a rerun with the same --out skips finished folds (the
+whole run is about half an hour on one core, most of it voxemo_net).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from voxemo.corpora import scan
+from voxemo.evaluate import classification_metrics
+from voxemo.experiment import Experiment, heard, load_clips, model_inputs, train_fold
+from voxemo.runs import plan_folds
+
+REPO = Path(__file__).resolve().parents[1]
+GOALS = {"ravdess_song": 0.85, "ravdess_speech": 0.80, "emodb": 0.93}
+
+
+def ua(y: np.ndarray, probs: np.ndarray, k: int) -> float:
+    return classification_metrics(y, probs.argmax(1), list(range(k)))["ua"]
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
+    ap.add_argument("--corpus", default="ravdess_song", choices=sorted(GOALS))
+    ap.add_argument("--encoder-model", default="encoder_ensemble")
+    ap.add_argument("--out", type=Path, default=None, help="per-fold results (JSON); default runs/fusion-CORPUS.json")
+    args = ap.parse_args()
+    out = args.out or REPO / "runs" / f"fusion-{args.corpus}.json"
+    protocol = "loso" if args.corpus == "emodb" else "speaker-kfold"
+    models = {"encoder": Experiment(model=args.encoder_model, protocol=protocol),
+              "encoder_sn": Experiment(model=args.encoder_model, protocol=protocol, speaker_norm=True),
+              "voxemo_net": Experiment(model="voxemo_net", protocol=protocol)}
+    manifest = scan(args.data / args.corpus)
+    plans = {name: plan_folds(manifest, exp) for name, exp in models.items()}
+    plan, *others = plans.values()
+    for b in others:
+        if [u.path for u in plan.utts] != [u.path for u in b.utts] or [f.test.tolist() for f in plan.folds] != [
+                f.test.tolist() for f in b.folds]:
+            raise SystemExit("the models' folds differ; the fusion needs the same test clips")
+    k = len(plan.classes)
+    labels = torch.as_tensor(plan.y)
+    speakers = np.array([u.speaker for u in plan.utts])
+    done = json.loads(out.read_text()) if out.exists() else {}
+    clips = {name: load_clips(plan.utts, exp.audio) for name, exp in models.items()}
+    inputs = {name: model_inputs(exp, plan.utts, clips[name]) for name, exp in models.items()}
+    t0 = time.perf_counter()
+    for i, fold in enumerate(plan.folds, 1):
+        if fold.name in done:
+            continue
+        probs = {}
+        for name, exp in models.items():
+            pipe, _, _ = train_fold(exp, clips[name], inputs[name], labels, plan.classes, fold,
+                                    speakers=speakers if exp.speaker_norm else None)
+            test_speakers = [str(s) for s in speakers[fold.test]] if exp.speaker_norm else None
+            probs[name] = heard(pipe, [clips[name][j] for j in fold.test], test_speakers)
+        y = plan.y[fold.test]
+        row = {name: ua(y, p, k) for name, p in probs.items()}
+        row["fusion"] = ua(y, (probs["encoder"] + probs["voxemo_net"]) / 2, k)
+        row["fusion_sn"] = ua(y, (probs["encoder_sn"] + probs["voxemo_net"]) / 2, k)
+        done[fold.name] = row
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(done, indent=1))
+        print(f"fold {i}/{len(plan.folds)} ({fold.name}): " + "  ".join(f"{n} UA {v:.3f}" for n, v in row.items())
+              + f"  [{time.perf_counter() - t0:.0f} s]", flush=True)
+
+    rows = [done[f.name] for f in plan.folds if f.name in done]
+    print(f"\n{args.corpus}, {k} classes, {protocol}, {len(rows)} of {len(plan.folds)} folds; UA mean ± std over folds")
+    print(f"{'model':46s} {'UA':>14s}   goal {GOALS[args.corpus]:.2f}")
+    m = args.encoder_model
+    for name, label in (("encoder", f"{m}, single clips"), ("voxemo_net", "voxemo_net (log-mel CNN)"),
+                        ("fusion", f"fusion: {m} + voxemo_net"),
+                        ("encoder_sn", f"{m}, per-speaker normalisation"),
+                        ("fusion_sn", f"fusion: {m} per speaker + voxemo_net")):
+        v = np.array([r[name] for r in rows])
+        print(f"{label:46s} {100 * v.mean():6.1f} ± {100 * v.std():4.1f}   "
+              f"{'met' if v.mean() >= GOALS[args.corpus] else 'NOT met'}")
+
+
+if __name__ == "__main__":
+    main()
