@@ -379,3 +379,33 @@ def test_speaker_norm_pipeline_scores_as_it_trained_and_refuses_single_clips(tin
         export_onnx(again, tmp_path / "p.onnx")
     r = CliRunner().invoke(app, ["predict", str(utts[0].path), "--model", str(tmp_path / "p"), "--encoder", str(tiny_file)])
     assert r.exit_code != 0 and "voxemo evaluate" in r.output and "Traceback" not in r.output
+
+
+def test_ensemble_trains_through_fit_and_answers_as_one_model(tiny_file, tmp_path):
+    """encoder_ensemble through `train.fit` on cached statistics: each member's (B, M, K) logits are
+    scored against the target, the training loss falls, the members end apart, and the saved and
+    loaded pipeline gives one (B, K) answer: the mean of its members' probabilities."""
+    from voxemo.experiment import Experiment, build
+    from voxemo.pipeline import load_pipeline
+    from voxemo.train import fit
+
+    exp = Experiment(model="encoder_ensemble", encoder=str(tiny_file), model_overrides={"members": 3, "hidden": 16},
+                     train={"epochs": 12, "lr": 1e-2, "batch_size": 8, "patience": None})
+    pipe = build(exp, ["a", "b", "c"])
+    gen = torch.Generator().manual_seed(0)
+    y = torch.arange(48) % 3
+    x = torch.randn(48, *pipe.model.config.input_shape, generator=gen)
+    x[:, :, 0, :3] += 3 * torch.nn.functional.one_hot(y, 3)[:, None].float()  # each class lifts one channel's mean
+    history = fit(pipe, (x, y), None, exp.train_config(), precomputed=True)
+    losses = [e["train_loss"] for e in history.epochs]
+    assert losses[-1] < 0.8 * losses[0]
+    heads = pipe.model.heads
+    assert not torch.equal(heads[0].mlp[-1].weight, heads[1].mlp[-1].weight)
+    pipe.save(tmp_path / "p")
+    again = load_pipeline(tmp_path / "p", tiny_file)
+    again.eval()
+    with torch.inference_mode():
+        feats = again.normalizer(x[:6])
+        members = torch.stack([h(feats).softmax(-1) for h in again.model.heads]).mean(0)
+        torch.testing.assert_close(again.logits(feats).softmax(-1), members)
+        assert (again.logits(again.normalizer(x)).argmax(-1) == y).float().mean() > 0.9
