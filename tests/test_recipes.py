@@ -125,3 +125,25 @@ def test_budget_patience_and_full_run():
 def test_quick_and_full_together_is_refused(tmp_path):
     res = CliRunner().invoke(app, ["reproduce", "seed000", "--data", str(tmp_path), "--quick", "--full"])
     assert res.exit_code == 2 and "contradict" in res.output
+
+
+def test_a_paper_reporting_validation_accuracy_is_set_beside_ours_on_validation():
+    """seed000's paper reports validation accuracy: its table gives ours on the validation clips at the
+    epoch each fold kept (best_epoch indexes the fold's curves) beside ours on the test clips."""
+    from voxemo.recipes import table_markdown
+    from voxemo.runs import validation_at_best
+
+    folds = [{"best_epoch": 1}, {"best_epoch": 0}]
+    curves = [{"val_acc": [0.5, 0.8, 0.7], "val_ua": [0.4, 0.75, 0.7]}, {"val_acc": [0.6], "val_ua": [0.5]}]
+    kept = validation_at_best(folds, curves)
+    assert kept["wa"]["folds"] == [0.8, 0.6] and kept["ua"]["mean"] == pytest.approx(0.625)
+    assert validation_at_best(folds, [curves[0], {"val_acc": [], "val_ua": []}]) is None  # no validation: nothing
+    assert validation_at_best([{"best_epoch": None}], [{}]) is None  # an SVM baseline's fold
+    assert load_recipe("seed000")["paper_reports"] == "validation"
+    ours = {k: {"mean": 0.69, "std": 0.0, "folds": [0.69]} for k in ("wa", "ua", "macro_f1")}
+    results = {"recipe": "seed000", "title": "t", "paper_protocol": "p", "paper_reports": "validation",
+               "quick": False, "full": True, "seconds": 60.0, "sitting_seconds": 60.0,
+               "rows": [{"label": "song", "metric": "wa", "paper": 0.733,
+                         "paper_protocol": ours | {"validation_at_best": kept, "folds_run": 1}}]}
+    assert "| 69.0 ± 0.0 (1 fold); validation 70.0 |" in table_markdown(results)
+    assert "| 69.0 ± 0.0 (1 fold) |" in table_markdown(results | {"paper_reports": "test"})

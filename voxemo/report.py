@@ -148,6 +148,10 @@ def _report_md(title: str, metrics: dict, cm: np.ndarray | None, per_class: dict
         rows.append([name] + [_pct(headline[k]["folds"][i]) if i < len(headline[k]["folds"]) else ""
                               for k in keys])
     lines += _table(["", *(f"{METRIC_NAMES[k]} (%)" for k in keys)], rows)
+    kept = metrics.get("validation_at_best")
+    if kept:
+        lines += ["", f"Validation clips at the epoch each fold kept (chosen on them, so optimistic; what a paper "
+                      f"reporting validation accuracy reports): WA {_mean_std(kept['wa'])}, UA {_mean_std(kept['ua'])}."]
     flagged = [(name, d["flags"]) for name, d in zip(_fold_names(metrics, n), metrics.get("folds") or [])
                if isinstance(d, dict) and d.get("flags")]
     if flagged:

@@ -71,7 +71,29 @@ def finish_run(run_dir: Path, exp, config: dict, plan: FoldPlan, fold_metrics: l
         **aggregate(fold_metrics),
         "folds": fold_metrics,
     }
+    kept = validation_at_best(fold_metrics, histories)
+    if kept:
+        metrics["validation_at_best"] = kept
     counts = {c: int((plan.y == k).sum()) for k, c in enumerate(plan.classes)}
     write_run(run_dir, config=config, metrics=metrics, histories=histories, class_counts=counts,
               title=f"{exp.model} on {exp.task}: {exp.protocol}", overwrite=True)
     return metrics
+
+
+def validation_at_best(fold_metrics: list[dict], histories: list[dict] | None) -> dict | None:
+    """The validation clips' WA and UA at the epoch each fold kept, {"wa", "ua": {"mean", "std",
+    "folds"}}: what a paper that reports validation accuracy reports (it chose that epoch on the same
+    clips, so it is optimistic next to the test figure). None when a fold has no validation curve
+    (SVM baselines, runs without validation clips)."""
+    wa, ua = [], []
+    for m, h in zip(fold_metrics, histories or []):
+        e = m.get("best_epoch")
+        vals = (h or {}).get("val_acc") or []
+        if e is None or not 0 <= e < len(vals) or vals[e] is None:
+            return None
+        wa.append(vals[e])
+        ua.append(h["val_ua"][e])
+    if not wa or len(wa) != len(fold_metrics):
+        return None
+    return {k: {"mean": float(np.mean(v)), "std": float(np.std(v)), "folds": [float(x) for x in v]}
+            for k, v in (("wa", wa), ("ua", ua))}

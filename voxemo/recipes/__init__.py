@@ -11,6 +11,9 @@ validation score has not improved for the model's patience (`voxemo.papers`: 15 
 001 and 004, 20 for 002, 10 for 003), whichever comes first, keeping the best validation epoch;
 `--quick` shrinks everything to a smoke run on six speakers. A row may run one protocol only
 (`protocols = ["paper_protocol"]`, for a variant that only means something under the paper's split).
+A recipe whose paper reports validation, not test, figures says `paper_reports = "validation"`; its
+table then gives, beside ours on the test clips, ours on the validation clips at the epoch kept
+(`runs.validation_at_best`), the figure the paper's is comparable with.
 
 A run resumes: `reproduce` into the same out_dir keeps every finished fold and continues a fold in
 progress from its last finished epoch, so a `--full` recipe may span several sittings; each row's
@@ -107,12 +110,14 @@ def reproduce(name: str, data_root: Path, out_dir: Path, *, quick: bool = False,
                 "patience": None if exp.is_baseline else exp.train_config().patience,
                 "folds_total": m.get("folds_total", len(m["folds"])),
                 "flags": [f.get("flags", []) for f in m["folds"]],
+                "validation_at_best": m.get("validation_at_best"),
                 "seconds": m["seconds"],  # every sitting of a resumed run
             }
         rows.append(result)
     sitting = round(time.perf_counter() - t0, 1)
     total = round(sum(r[k]["seconds"] for r in rows for k in PROTOCOLS if k in r), 1)
     results = {"recipe": name, "title": recipe["title"], "paper_protocol": recipe["paper_protocol"],
+               "paper_reports": recipe.get("paper_reports", "test"),
                "reference": recipe.get("reference"), "quick": quick, "full": full,
                "seconds": max(total, sitting),  # the runs, over every sitting
                "sitting_seconds": sitting, "rows": rows}
@@ -167,7 +172,11 @@ def table_markdown(results: dict) -> str:
         metric = r["metric"]
         paper = "n/a" if r["paper"] is None else f"{100 * r['paper']:.1f}"
         name = {"wa": "WA", "ua": "UA", "macro_f1": "macro-F1"}[metric]
-        lines.append(f"| {r['label']} | {name} | {paper} | {_pct(r.get('paper_protocol'), metric)} | "
+        ours = _pct(r.get("paper_protocol"), metric)
+        kept = (r.get("paper_protocol") or {}).get("validation_at_best")
+        if results.get("paper_reports") == "validation" and kept:
+            ours += f"; validation {100 * kept[metric]['mean']:.1f}"
+        lines.append(f"| {r['label']} | {name} | {paper} | {ours} | "
                      f"{_pct(r.get('speaker_independent'), metric)} | {_pct(r.get('speaker_independent'), 'ua')} | "
                      f"{_run(r.get('paper_protocol'))}; {_run(r.get('speaker_independent'))} |")
     lines.append("")
