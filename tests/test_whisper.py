@@ -409,3 +409,43 @@ def test_ensemble_trains_through_fit_and_answers_as_one_model(tiny_file, tmp_pat
         members = torch.stack([h(feats).softmax(-1) for h in again.model.heads]).mean(0)
         torch.testing.assert_close(again.logits(feats).softmax(-1), members)
         assert (again.logits(again.normalizer(x)).argmax(-1) == y).float().mean() > 0.9
+
+
+def test_degraded_copies_train_and_never_validate_or_test(tiny_file, data, tmp_path, monkeypatch):
+    """`degraded_copies`: each clip's degraded copy is embedded (and cached) apart from the clip, and a
+    fold trains on its training clips and their copies only: validation is the clips themselves and
+    no copy of a validation or test clip is ever seen."""
+    import voxemo.experiment as E
+    from voxemo.runs import plan_folds
+
+    monkeypatch.setenv("VOXEMO_CACHE_DIR", str(tmp_path / "cache"))
+    who = ("emodb:03", "emodb:08", "emodb:09", "emodb:10")
+    utts = [u for u in scan(data / "emodb") if u.emotion in ("angry", "sad", "neutral")]
+    utts = [u for s in who for u in [v for v in utts if v.speaker == s][:3]]
+    exp = E.Experiment(model="encoder_head", encoder=str(tiny_file), protocol="loso", val_speakers=1,
+                       degraded_copies=1, train={"epochs": 1})
+    plan = plan_folds(utts, exp)
+    clips = E.load_clips(plan.utts, exp.audio)
+    waves = E.model_inputs(exp, plan.utts, clips)
+    copies = E.degraded_inputs(exp, plan.utts)
+    assert copies.shape == (1, *waves.shape) and not torch.allclose(copies[0], waves, atol=1e-3)
+    torch.testing.assert_close(E.degraded_inputs(exp, plan.utts), copies)  # the same copy every time (cached)
+    seen = {}
+
+    def spy(pipe, train, val, cfg, **kw):
+        seen.update(train=train, val=val)
+        return fit(pipe, train, val, cfg, **kw)
+
+    fit = E.fit
+    monkeypatch.setattr(E, "fit", spy)
+    fold = plan.folds[0]
+    labels = torch.as_tensor(plan.y)
+    E.train_fold(exp, clips, waves, labels, plan.classes, fold, copies=copies)
+    tr = torch.as_tensor(fold.train)
+    x, y = seen["train"]
+    assert len(x) == 2 * len(tr)
+    torch.testing.assert_close(x, torch.cat([waves[tr], copies[0, tr]]))
+    assert torch.equal(y, labels[tr].repeat(2))
+    torch.testing.assert_close(seen["val"][0], waves[torch.as_tensor(fold.val)])
+    with pytest.raises(ValueError, match="degraded_copies .* voxemo_net"):
+        E.Experiment(model="voxemo_net", degraded_copies=1)

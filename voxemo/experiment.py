@@ -67,6 +67,10 @@ class Experiment:
     # Only the "leaky" row of seed001 uses it, to show what the paper's 93.9 % would need if its
     # copies were made that way (the paper does not say); training then adds no noise of its own.
     leaky_noisy_copies: int = 0
+    # encoder statistics models: this many degraded copies (augment.degrade: noise, band limit,
+    # reverberation; the same copy every time) of every TRAINING clip, embedded once and added to the
+    # training set after the split; validation and test clips are never copied
+    degraded_copies: int = 0
 
     def __post_init__(self):
         if self.leaky_noisy_copies and self.protocol != "random":
@@ -74,6 +78,10 @@ class Experiment:
                              "copies with their speaker)")
         if self.speaker_norm and (self.is_baseline or self.frontend_config().kind != "whisper"):
             raise ValueError(SPEAKER_NORM_MODELS.format(model=self.model))
+        if self.degraded_copies and (self.is_baseline or self.frontend_config().kind != "whisper" or self.per_gender):
+            raise ValueError(f"degraded_copies adds cached encoder statistics of degraded training clips: it takes "
+                             f"a \"whisper\" front-end model (encoder_head, encoder_ensemble, encoder_probe) without "
+                             f"per_gender, not {self.model}{' with per_gender' if self.per_gender else ''}")
         if isinstance(self.audio, dict):
             self.audio = AudioSettings(**self.audio)
         if self.audio is None:
@@ -186,6 +194,36 @@ def model_inputs(exp: Experiment, utts: Sequence[Utterance], clips: Sequence[np.
     return standardise_by_speaker(stats, [u.speaker for u in utts]) if exp.speaker_norm else stats
 
 
+def degraded_inputs(exp: Experiment, utts: Sequence[Utterance]) -> torch.Tensor | None:
+    """The encoder statistics of each clip's `exp.degraded_copies` degraded copies, (n, B, L + 1, 2, D)
+    (`embeddings.embed_corpus(copy=k)`, cached), each copy standardised per speaker as the clips are
+    when `speaker_norm`; None without copies. Which of them train is the fold's business (training
+    rows only)."""
+    if not exp.degraded_copies:
+        return None
+    from .embeddings import embed_corpus
+    from .encoders import load_whisper_encoder
+
+    encoder = load_whisper_encoder(exp.encoder)
+    copies = []
+    for k in range(1, exp.degraded_copies + 1):
+        stats, skipped = embed_corpus(utts, exp.audio, encoder=encoder, copy=k)
+        if skipped:
+            raise ValueError(f"{len(skipped)} degraded copies could not be embedded, e.g. {skipped[0]}")
+        stats = torch.from_numpy(stats)
+        copies.append(standardise_by_speaker(stats, [u.speaker for u in utts]) if exp.speaker_norm else stats)
+    return torch.stack(copies)
+
+
+def training_set(waves: torch.Tensor, labels: torch.Tensor, rows: torch.Tensor,
+                 copies: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The training inputs and labels of `rows`, and those rows' degraded copies after them."""
+    if copies is None:
+        return waves[rows], labels[rows]
+    n = copies.shape[0]
+    return torch.cat([waves[rows], copies[:, rows].flatten(0, 1)]), labels[rows].repeat(1 + n)
+
+
 def heard(pipe: Pipeline, clips: Sequence[np.ndarray], speakers: Sequence[str] | None = None) -> np.ndarray:
     """Probabilities (B, K) of decoded clips as `voxemo predict` hears them (`audio.windows`, averaged);
     a `speaker_norm` pipeline standardises each speaker over their clips here (`speakers`)."""
@@ -217,15 +255,17 @@ def build(exp: Experiment, classes: list[str]) -> Pipeline:
 
 
 def train_fold(exp: Experiment, clips: Sequence[np.ndarray], waves: torch.Tensor, labels: torch.Tensor,
-               classes: list[str], fold: Fold, *, speakers: np.ndarray | None = None, checkpoint_dir=None,
+               classes: list[str], fold: Fold, *, speakers: np.ndarray | None = None,
+               copies: torch.Tensor | None = None, checkpoint_dir=None,
                resume=False, on_epoch=None) -> tuple[Pipeline, History, dict]:
-    """Train on the training crops (`waves`) of fold.train, early stopping on fold.val's; score
-    fold.test's decoded `clips` as `voxemo predict` hears them: (pipeline, history, metrics).
-    `speakers` (every clip's) is what a `speaker_norm` experiment's test clips are grouped by."""
+    """Train on the training crops (`waves`) of fold.train, and their degraded `copies` if any,
+    early stopping on fold.val's; score fold.test's decoded `clips` as `voxemo predict` hears them:
+    (pipeline, history, metrics). `speakers` (every clip's) is what a `speaker_norm` experiment's
+    test clips are grouped by."""
     pipe = build(exp, classes)
     tr, va, te = (torch.as_tensor(i, dtype=torch.long) for i in (fold.train, fold.val, fold.test))
     val = (waves[va], labels[va]) if len(va) else None
-    history = fit(pipe, (waves[tr], labels[tr]), val, exp.train_config(), checkpoint_dir=checkpoint_dir,
+    history = fit(pipe, training_set(waves, labels, tr, copies), val, exp.train_config(), checkpoint_dir=checkpoint_dir,
                   resume=resume, on_epoch=on_epoch, precomputed=uses_encoder(exp))
     probs = heard(pipe, [clips[i] for i in fold.test], _of(speakers, fold.test))
     m = classification_metrics(labels[te].numpy(), probs.argmax(1), list(range(len(classes))))
@@ -252,6 +292,7 @@ class FoldInputs:
     classes: list[str]
     genders: np.ndarray  # (B,) per_gender routing
     speakers: np.ndarray | None = None  # (B,) who speaks each clip (speaker_norm groups test clips by it)
+    copies: torch.Tensor | None = None  # (n, B, ...) degraded copies' statistics (degraded_copies), training rows only
 
 
 def run_fold(inputs: FoldInputs, fold: Fold, *, exp: Experiment | None = None, checkpoint_dir=None,
@@ -269,8 +310,8 @@ def run_fold(inputs: FoldInputs, fold: Fold, *, exp: Experiment | None = None, c
                                        inputs.genders, checkpoint_dir, resume, on_epoch, inputs.speakers)
     else:
         pipe, history, m = train_fold(exp, inputs.clips, inputs.waves, inputs.labels, inputs.classes, fold,
-                                      speakers=inputs.speakers, checkpoint_dir=checkpoint_dir, resume=resume,
-                                      on_epoch=on_epoch)
+                                      speakers=inputs.speakers, copies=inputs.copies, checkpoint_dir=checkpoint_dir,
+                                      resume=resume, on_epoch=on_epoch)
         h, pipes, resumed = history.curves(), {"": pipe}, history.resumed_seconds
     weights = {f"{g}.{k}" if g else k: v.detach().cpu().numpy() for g, p in pipes.items() for k, v in p.state_dict().items()}
     return {"metrics": m, "history": h, "seconds": round(time.perf_counter() - t0 + resumed, 1),
@@ -323,7 +364,8 @@ def cross_validate(manifest: Sequence[Utterance], exp: Experiment, run_dir: Path
     local = not executor.remote
     jobs = [{"fold": folds[i], "checkpoint_dir": fold_dirs[i] if local else None, "resume": resume,
              "on_epoch": on_epoch if local else None} for i in todo]
-    inputs = FoldInputs(exp, clips, waves, labels, classes, genders, np.array([u.speaker for u in utts]))
+    inputs = FoldInputs(exp, clips, waves, labels, classes, genders, np.array([u.speaker for u in utts]),
+                        degraded_inputs(exp, utts))
     for k, r in executor.map(run_fold, inputs, jobs):
         i = todo[k]
         fold_dirs[i].mkdir(parents=True, exist_ok=True)
@@ -421,7 +463,8 @@ def train_pipeline(manifest: Sequence[Utterance], exp: Experiment, *, on_epoch=N
     labels = torch.as_tensor(y, dtype=torch.long)
     pipe = build(exp, classes)
     tr, va = torch.as_tensor(fold.train), torch.as_tensor(fold.val)
-    history = fit(pipe, (waves[tr], labels[tr]), (waves[va], labels[va]), exp.train_config(), on_epoch=on_epoch,
+    history = fit(pipe, training_set(waves, labels, tr, degraded_inputs(exp, utts)), (waves[va], labels[va]),
+                  exp.train_config(), on_epoch=on_epoch,
                   checkpoint_dir=checkpoint_dir, resume=resume, precomputed=uses_encoder(exp))
     probs = heard(pipe, [clips[i] for i in fold.val], [utts[i].speaker for i in fold.val])
     m = classification_metrics(labels[va].numpy(), probs.argmax(1), list(range(len(classes))))
