@@ -174,3 +174,36 @@ def test_pipeline_saves_and_loads_without_pickle(small, tmp_path):
     (tmp_path / "p.safetensors").write_bytes(b"\x00" * 100)
     with pytest.raises(PipelineError, match="p.safetensors"):
         load_pipeline(tmp_path / "p")
+
+
+def test_batchnorm_statistics_recomputed_with_dropout_off(small):
+    """recompute_batchnorm: each BatchNorm's running mean and variance become those of its input over
+    the given batches with dropout off; fit with recompute_bn keeps weights whose statistics are
+    exactly those over the training batches (seed004's TD-CNN + LSTM predicted one class in
+    evaluation with the statistics gathered while dropout was on)."""
+    from voxemo.train import feature_batches, recompute_batchnorm
+
+    waves, y, classes, part = small
+    x = waves[part["train"]]
+    e = exp(recompute_bn=True)
+    pipe, _ = run(small, e)
+    norms = [m for m in pipe.model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    kept = [m.running_mean.clone() for m in norms]
+    assert recompute_batchnorm(pipe, feature_batches(pipe, x, e.train_config().batch_size))
+    for mean, m in zip(kept, norms):  # what fit kept is the recomputation on the kept weights
+        torch.testing.assert_close(m.running_mean, mean, rtol=1e-4, atol=1e-5)
+    assert norms[1].momentum == 0.1 and not pipe.training
+
+    seen = []
+    hook = norms[1].register_forward_pre_hook(lambda m, a: seen.append(a[0].detach().clone()))
+    recompute_batchnorm(pipe, feature_batches(pipe, x, len(x)))  # one batch: its own statistics
+    hook.remove()
+    inp = seen[0].transpose(0, 1).flatten(1)  # (C, N * T): the second BatchNorm's input, downstream of a Dropout
+    torch.testing.assert_close(norms[1].running_mean, inp.mean(1), rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(norms[1].running_var, inp.var(1), rtol=1e-3, atol=1e-5)
+
+    plain, _ = run(small, exp())  # without it, the statistics are training's, not a recomputation's
+    before = [m.running_mean.clone() for m in plain.model.modules() if isinstance(m, torch.nn.BatchNorm1d)]
+    recompute_batchnorm(plain, feature_batches(plain, x, e.train_config().batch_size))
+    after = [m.running_mean for m in plain.model.modules() if isinstance(m, torch.nn.BatchNorm1d)]
+    assert not all(torch.allclose(a, b, atol=1e-3) for a, b in zip(before, after))

@@ -67,6 +67,11 @@ class TrainConfig:
     seed: int = 0  # one seed for initialisation, batch order, augmentation and dropout
     augment: AugmentConfig = field(default_factory=AugmentConfig)  # training batches only
     eval_batch_size: int = 128
+    # before each validation, every BatchNorm's running statistics recomputed over the training
+    # inputs with dropout off ("precise BN"): statistics gathered while dropout is on do not hold
+    # when it is off (Li et al. 2019, variance shift), and left seed004's TD-CNN + LSTM predicting
+    # one class in evaluation while it learned in training (RESULTS.md)
+    recompute_bn: bool = False
 
     def __post_init__(self):
         if isinstance(self.augment, dict):
@@ -192,6 +197,28 @@ def feature_batches(pipe: Pipeline, waves: torch.Tensor, batch_size: int,
     """Normalised features of `waves` (or of precomputed front-end outputs), batch by batch, in eval mode."""
     pipe.eval()
     return (normalised(pipe, waves[i : i + batch_size], precomputed) for i in range(0, waves.shape[0], batch_size))
+
+
+@torch.no_grad()
+def recompute_batchnorm(pipe: Pipeline, batches: Iterable[torch.Tensor]) -> bool:
+    """Every BatchNorm of the model gets running statistics recomputed over `batches` of normalised
+    training features, each batch weighted equally, with the model otherwise in eval mode (dropout
+    off): "precise BN" (Wu & Johnson 2021). False when the model has no BatchNorm."""
+    norms = [m for m in pipe.model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        return False
+    momenta = [m.momentum for m in norms]
+    pipe.eval()
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # a cumulative average over the batches
+        m.train()
+    for feats in batches:
+        pipe.logits(feats)
+    for m, momentum in zip(norms, momenta):
+        m.momentum = momentum
+    pipe.eval()
+    return True
 
 
 @torch.inference_mode()
@@ -350,6 +377,10 @@ def fit(
             seen += y.shape[0]
         record = {"epoch": epoch, "train_loss": loss_sum / seen, "train_acc": correct / seen,
                   "lr": optimizer.param_groups[0]["lr"]}
+        if cfg.recompute_bn:
+            recompute_batchnorm(pipe, (trimmed(pipe, x_train[i : i + cfg.batch_size]) for i in
+                                       range(0, x_train.shape[0], cfg.batch_size)) if once else
+                                feature_batches(pipe, x_train, cfg.batch_size, precomputed))
         if val is not None:
             probs, vloss = evaluate_features(pipe, val_batches(), val[1], weights)
             m = classification_metrics(val[1].numpy(), probs.argmax(1), list(range(n_classes)))
