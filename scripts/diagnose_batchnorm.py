@@ -72,16 +72,7 @@ def main():
     recompute_batchnorm(pipe, feature_batches(pipe, x[fold.train], batch))
     score("2. recomputed on the training clips, dropout off")
     pipe.load_state_dict(state)
-    norms = [m for m in pipe.model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
-    with torch.no_grad():
-        for m in norms:
-            m.reset_running_stats()
-            m.momentum = None
-        pipe.train()  # dropout on, as in training
-        for f in feature_batches(pipe, x[fold.train], batch):
-            pipe.train()
-            pipe.logits(f)
-        pipe.eval()
+    recompute_batchnorm(pipe, feature_batches(pipe, x[fold.train], batch), dropout=True)
     score("3. recomputed on the training clips, dropout on")
 
 

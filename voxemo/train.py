@@ -200,20 +200,22 @@ def feature_batches(pipe: Pipeline, waves: torch.Tensor, batch_size: int,
 
 
 @torch.no_grad()
-def recompute_batchnorm(pipe: Pipeline, batches: Iterable[torch.Tensor]) -> bool:
+def recompute_batchnorm(pipe: Pipeline, batches: Iterable[torch.Tensor], dropout: bool = False) -> bool:
     """Every BatchNorm of the model gets running statistics recomputed over `batches` of normalised
     training features, each batch weighted equally, with the model otherwise in eval mode (dropout
-    off): "precise BN" (Wu & Johnson 2021). False when the model has no BatchNorm."""
+    off): "precise BN" (Wu & Johnson 2021). `dropout` keeps the model in training mode instead, as
+    training gathers them (scripts/diagnose_batchnorm.py). False when the model has no BatchNorm."""
     norms = [m for m in pipe.model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     if not norms:
         return False
     momenta = [m.momentum for m in norms]
-    pipe.eval()
     for m in norms:
         m.reset_running_stats()
         m.momentum = None  # a cumulative average over the batches
-        m.train()
-    for feats in batches:
+    for feats in batches:  # a lazy batch may put the pipeline in eval mode (feature_batches): set it per batch
+        pipe.train(dropout)
+        for m in norms:
+            m.train()
         pipe.logits(feats)
     for m, momentum in zip(norms, momenta):
         m.momentum = momentum
