@@ -10,8 +10,9 @@ are measured elsewhere: on every fold of the corpus's speaker-independent protoc
 folds; the same folds for every model, checked), train the encoder model on single clips and with
 per-speaker normalisation (`speaker_norm`), and voxemo_net, each through `experiment.train_fold`;
 score the test speakers' clips through each whole pipeline as `voxemo predict` (or, per speaker,
-`voxemo evaluate`) hears them (`experiment.heard`), and average an encoder model's probabilities
-with voxemo_net's, equal weights (fixed in advance: nothing is chosen on a test fold). Printed side by
+`voxemo evaluate`) hears them (`Pipeline.hear`), and fuse an encoder model's probabilities with
+voxemo_net's as `voxemo fuse` does (`fusion.Fusion`, equal weights: fixed in advance, nothing is
+chosen on a test fold; `voxemo fuse ENCODER_PIPE NET_PIPE --out F` packages the pair). Printed side by
 side per fold and as mean ± std over folds: UA of each model and of each fusion, against the
 issue's goal (song 85).
 
@@ -31,7 +32,8 @@ import torch
 
 from voxemo.corpora import scan
 from voxemo.evaluate import classification_metrics
-from voxemo.experiment import Experiment, heard, load_clips, model_inputs, train_fold
+from voxemo.experiment import Experiment, load_clips, model_inputs, train_fold
+from voxemo.fusion import Fusion
 from voxemo.runs import plan_folds
 
 REPO = Path(__file__).resolve().parents[1]
@@ -71,16 +73,16 @@ def main():
     for i, fold in enumerate(plan.folds, 1):
         if fold.name in done:
             continue
-        probs = {}
+        probs, pipes = {}, {}
         for name, exp in models.items():
-            pipe, _, _ = train_fold(exp, clips[name], inputs[name], labels, plan.classes, fold,
-                                    speakers=speakers if exp.speaker_norm else None)
+            pipes[name], _, _ = train_fold(exp, clips[name], inputs[name], labels, plan.classes, fold,
+                                           speakers=speakers if exp.speaker_norm else None)
             test_speakers = [str(s) for s in speakers[fold.test]] if exp.speaker_norm else None
-            probs[name] = heard(pipe, [clips[name][j] for j in fold.test], test_speakers)
+            probs[name] = pipes[name].hear([clips[name][j] for j in fold.test], test_speakers)
         y = plan.y[fold.test]
         row = {name: ua(y, p, k) for name, p in probs.items()}
-        row["fusion"] = ua(y, (probs["encoder"] + probs["voxemo_net"]) / 2, k)
-        row["fusion_sn"] = ua(y, (probs["encoder_sn"] + probs["voxemo_net"]) / 2, k)
+        for fused, enc in (("fusion", "encoder"), ("fusion_sn", "encoder_sn")):  # what `voxemo fuse` of the two gives
+            row[fused] = ua(y, Fusion([pipes[enc], pipes["voxemo_net"]]).weigh([probs[enc], probs["voxemo_net"]]), k)
         done[fold.name] = row
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(done, indent=1))

@@ -36,7 +36,7 @@ from voxemo.audio import AudioSettings, load_audio
 from voxemo.corpora import scan
 from voxemo.embeddings import embed_corpus
 from voxemo.evaluate import classification_metrics, expected_calibration_error, fit_temperature
-from voxemo.experiment import Experiment, build, heard, load_clips
+from voxemo.experiment import Experiment, build, load_clips
 from voxemo.train import feature_batches, fit
 
 REPO = Path(__file__).resolve().parents[1]
@@ -154,7 +154,7 @@ def main():
 
     tests = {}
     test_utts = [u for u, keep in zip(utts, test) if keep]
-    probs = heard(pipe, load_clips(test_utts, pipe.audio))  # through the pipeline, as `voxemo predict`
+    probs = pipe.hear(load_clips(test_utts, pipe.audio))  # through the pipeline, as `voxemo predict`
     yt = y[test]
     for part in ("speech", "song", "emodb"):
         mask = np.array([(u.corpus == "emodb") if part == "emodb" else (u.corpus == "ravdess" and u.channel == part)

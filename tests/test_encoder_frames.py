@@ -121,7 +121,7 @@ def test_finetuned_blocks_start_as_the_encoders_and_the_encoder_stops_below_them
 def test_trained_pipeline_round_trips_and_hears_what_it_trained_on(encoder, data, tmp_path, monkeypatch):
     """Trained on cached frames, saved (safetensors + JSON), loaded: the same probabilities on the audio,
     and those the head gives the cached frames (float16) within 1e-2."""
-    from voxemo.experiment import Experiment, build, heard, load_clips, model_inputs
+    from voxemo.experiment import Experiment, build, load_clips, model_inputs
     from voxemo.pipeline import load_pipeline
     from voxemo.train import fit
 
@@ -140,8 +140,8 @@ def test_trained_pipeline_round_trips_and_hears_what_it_trained_on(encoder, data
     keys = load_file(str(tmp_path / "p.safetensors")).keys()
     assert "model.blocks.0.fc1.weight" in keys and not any("encoder" in k for k in keys)
     again = load_pipeline(tmp_path / "p")
-    probs = heard(pipe, clips)
-    np.testing.assert_allclose(heard(again, clips), probs, atol=1e-6)
+    probs = pipe.hear(clips)
+    np.testing.assert_allclose(again.hear(clips), probs, atol=1e-6)
     with torch.inference_mode():
         on_cache = pipe.eval().logits(X.float()).softmax(-1).numpy()
     np.testing.assert_allclose(on_cache, probs, atol=1e-2)

@@ -248,10 +248,10 @@ def test_a_long_request_does_not_block_short_ones(predictor):
     slow = copy.copy(predictor)
     fast_run = predictor.run
 
-    def run(waves):
+    def run(waves, member=0):
         if len(waves) > 1:  # the timeline's batches, not a short clip's one window
             time.sleep(0.5)
-        return fast_run(waves)
+        return fast_run(waves, member)
 
     slow.run = run
     c = TestClient(create_app(slow))
@@ -277,7 +277,7 @@ def test_short_clips_run_side_by_side(predictor):
 
     slow = copy.copy(predictor)
     fast_run = predictor.run
-    slow.run = lambda waves: (time.sleep(1.0), fast_run(waves))[1]
+    slow.run = lambda waves, member=0: (time.sleep(1.0), fast_run(waves, member))[1]
     c = TestClient(create_app(slow, slots=2))
     codes = []
     workers = [threading.Thread(target=lambda: codes.append(post(c, SPEECH.name, SPEECH.read_bytes()).status_code))

@@ -1,9 +1,10 @@
 """One door for audio: what `voxemo evaluate` measures is what `voxemo predict` and `POST /predict` give.
 
-Two tiny pipelines are trained through the CLI, one on the papers' fixed crop (skip 0.5 s, keep
-3 s) of RAVDESS clips, one on the energy-trimmed utterance of EmoDB clips (offset 0, 2 s windows, so
-the longer clips are heard as several windows). On the same files, the per-clip probabilities that
-`voxemo evaluate --predictions` scores equal those of `voxemo predict` and of the HTTP service.
+Tiny pipelines are trained through the CLI, one on the papers' fixed crop (skip 0.5 s, keep 3 s)
+of RAVDESS clips, one on the energy-trimmed utterance of EmoDB clips (offset 0, 2 s windows, so the
+longer clips are heard as several windows), and a fusion (`voxemo fuse`) of two that cut RAVDESS
+clips differently. On the same files, the per-clip probabilities that `voxemo evaluate
+--predictions` scores equal those of `voxemo predict` and of the HTTP service.
 """
 
 import json
@@ -52,22 +53,32 @@ def emodb_corpus(root):
     return root
 
 
-CASES = {
-    "fixed-crop": (ravdess_corpus, ""),
-    "trimmed-utterance": (emodb_corpus, "[audio]\noffset = 0.0\nduration = 2.0\ntrim = \"energy\"\n"),
+CASES = {  # corpus, then the [audio] table of each pipeline (two: they are fused, `voxemo fuse`)
+    "fixed-crop": (ravdess_corpus, [""]),
+    "trimmed-utterance": (emodb_corpus, ["[audio]\noffset = 0.0\nduration = 2.0\ntrim = \"energy\"\n"]),
+    "fusion": (ravdess_corpus, ["", "[audio]\noffset = 0.0\nduration = 2.0\n"]),
 }
+
+
+def train_tiny(corpus, audio: str, out):
+    config = out.with_suffix(".toml")
+    config.write_text(TINY.replace("[model_overrides]", audio + "[model_overrides]"))
+    r = CliRunner().invoke(app, ["train", str(corpus), "--config", str(config), "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    return out
 
 
 @pytest.fixture(scope="module", params=list(CASES))
 def trained(request, tmp_path_factory):
-    make_corpus, audio = CASES[request.param]
+    make_corpus, audios = CASES[request.param]
     tmp = tmp_path_factory.mktemp(request.param)
     corpus = make_corpus(tmp / "corpus")
-    config = tmp / "tiny.toml"
-    config.write_text(TINY.replace("[model_overrides]", audio + "[model_overrides]"))
-    out = tmp / "model"
-    r = CliRunner().invoke(app, ["train", str(corpus), "--config", str(config), "--out", str(out)])
-    assert r.exit_code == 0, r.output
+    members = [train_tiny(corpus, audio, tmp / f"model{i}") for i, audio in enumerate(audios)]
+    out = members[0]
+    if len(members) > 1:  # members that cut clips differently (3 s after 0.5 s; 2 s windows from 0), weighed 1:2
+        out = tmp / "fused"
+        r = CliRunner().invoke(app, ["fuse", *map(str, members), "--out", str(out), "--weights", "1,2"])
+        assert r.exit_code == 0, r.output
     evaluated = tmp / "evaluated.jsonl"
     r = CliRunner().invoke(app, ["evaluate", str(out), str(corpus), "--predictions", str(evaluated)])
     assert r.exit_code == 0, r.output
@@ -84,12 +95,15 @@ def assert_same(got: dict, want: dict, where: str):
 
 def test_the_pipeline_keeps_its_audio_settings(trained):
     out, clips = trained
-    desc = json.loads(out.with_suffix(".json").read_text())
-    audio = AudioSettings(**desc["audio"])
-    assert "sample_rate" not in desc["frontend"]  # the rate is stored once, with the audio
+    paths = sorted(out.glob("member*.json")) if out.is_dir() else [out.with_suffix(".json")]
+    descs = [json.loads(p.read_text()) for p in paths]
+    audios = [AudioSettings(**d["audio"]) for d in descs]
+    assert all("sample_rate" not in d["frontend"] for d in descs)  # the rate is stored once, with the audio
     assert len(clips) >= 20
-    if audio.trim == "energy":  # some clips are long enough to be heard as several windows
-        assert max(len(audio.prepare(p)) for p in clips) > 1
+    if audios[0].trim == "energy":  # some clips are long enough to be heard as several windows
+        assert max(len(audios[0].prepare(p)) for p in clips) > 1
+    if len(audios) > 1:  # a fusion keeps each member's own cut
+        assert [(a.offset, a.duration) for a in audios] == [(0.5, 3.0), (0.0, 2.0)]
 
 
 def test_evaluate_and_predict_give_the_same_probabilities(trained):

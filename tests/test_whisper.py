@@ -351,7 +351,7 @@ def test_speaker_norm_pipeline_scores_as_it_trained_and_refuses_single_clips(tin
     from typer.testing import CliRunner
 
     from voxemo.cli import app
-    from voxemo.experiment import Experiment, heard, load_clips, model_inputs, score_pipeline, train_pipeline
+    from voxemo.experiment import Experiment, load_clips, model_inputs, score_pipeline, train_pipeline
     from voxemo.export import ExportError, export_onnx
     from voxemo.pipeline import PipelineError, load_pipeline
 
@@ -370,11 +370,11 @@ def test_speaker_norm_pipeline_scores_as_it_trained_and_refuses_single_clips(tin
     stats = model_inputs(exp, utts, clips)  # what training read: cached statistics, standardised per speaker
     with torch.inference_mode():
         expected = (again.logits(again.normalizer(stats)) / again.temperature).softmax(-1).numpy()
-    np.testing.assert_allclose(heard(again, clips, speakers), expected, atol=1e-4)
+    np.testing.assert_allclose(again.hear(clips, speakers), expected, atol=1e-4)
     m = score_pipeline(again, utts)
     assert m["n"] == len(utts)
     with pytest.raises(PipelineError, match="needs every clip.s speaker"):
-        heard(again, clips)
+        again.hear(clips)
     with pytest.raises(ExportError, match="each speaker"):
         export_onnx(again, tmp_path / "p.onnx")
     r = CliRunner().invoke(app, ["predict", str(utts[0].path), "--model", str(tmp_path / "p"), "--encoder", str(tiny_file)])

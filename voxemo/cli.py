@@ -460,24 +460,25 @@ def tune_cmd(
 
 @app.command("evaluate")
 def evaluate_cmd(
-    pipeline: Annotated[Path, typer.Argument(help="Pipeline path (PIPELINE.json + PIPELINE.safetensors).")],
+    pipeline: Annotated[Path, typer.Argument(help="Pipeline path (PIPELINE.json + PIPELINE.safetensors), or a fusion's folder (voxemo fuse).")],
     data: DataArgs,
     json_out: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON.")] = False,
     predictions: Annotated[Optional[Path], typer.Option("--predictions", help="Also write each clip's label and probabilities, one JSON object a line (what `voxemo predict` gives for that file).")] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite the --predictions file.")] = False,
     encoder: EncoderOpt = None,
 ):
-    """Score a saved pipeline on a corpus, also another corpus than it was trained on."""
+    """Score a saved pipeline (or a fusion) on a corpus, also another corpus than it was trained on."""
     import json
 
     from .experiment import score_pipeline
-    from .pipeline import PipelineError, load_pipeline
+    from .fusion import load_pipeline_or_fusion
+    from .pipeline import PipelineError
     from .predict import resolve_model
 
     if predictions is not None:
         refuse_overwrite(predictions, force)
     try:
-        pipe = load_pipeline(resolve_model(pipeline), encoder)
+        pipe = load_pipeline_or_fusion(resolve_model(pipeline), encoder)
     except PipelineError as e:
         fail(str(e))
     manifest = load_data(data)
@@ -496,6 +497,38 @@ def evaluate_cmd(
     if m["unmapped"]:
         console.print(styled(f"left out {m['n_unmapped']} clips whose labels the model does not know:", "yellow",
                              f" {', '.join(m['unmapped'])}"))
+
+
+@app.command("fuse")
+def fuse_cmd(
+    members: Annotated[list[Path], typer.Argument(help="Two or more pipeline paths (or bundled model names) with the same labels.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the fusion: fusion.json and one pipeline per member.")],
+    weights: Annotated[Optional[str], typer.Option("--weights", help="One positive weight per member, comma-separated, fixed in advance (never chosen on test clips).  [default: equal]")] = None,
+    force: Annotated[bool, typer.Option("--force", "-f", help="Overwrite a fusion already in --out.")] = False,
+    encoder: EncoderOpt = None,
+):
+    """Fuse trained pipelines late: a clip's probabilities are the weighted mean of theirs, each member
+    hearing the clip its own way. The folder works wherever a pipeline path does (predict, evaluate, serve)."""
+    from .fusion import Fusion
+    from .pipeline import PipelineError, load_pipeline
+    from .predict import resolve_model
+
+    try:
+        w = None if weights is None else [float(v) for v in weights.split(",")]
+    except ValueError:
+        fail(f"--weights takes numbers separated by commas, not {weights!r}")
+    try:
+        fusion = Fusion([load_pipeline(resolve_model(m), encoder) for m in members], w)
+        config = fusion.save(out, overwrite=force)
+    except PipelineError as e:
+        fail(str(e))
+    except FileExistsError as e:
+        fail(str(e).replace("overwrite=True (CLI: --force)", "--force"))
+    parts = ", ".join(f"{m.name} {v:.2f}" for m, v in zip(fusion.members, fusion.weights))
+    console.print(f"{config}: {parts}; {len(fusion.labels)} classes: {', '.join(fusion.labels)}", highlight=False, soft_wrap=True)
+    if fusion.speaker_norm:
+        console.print(styled("note:", "yellow", " a member normalises each speaker over their clips, so the fusion scores a "
+                             "corpus (voxemo evaluate) but does not label single clips"), highlight=False)
 
 
 @app.command("reproduce")
@@ -541,7 +574,7 @@ def reproduce_cmd(
 # --- prediction ------------------------------------------------------------------------------------
 
 EncoderOpt = Annotated[Optional[Path], typer.Option("--encoder", help="A local copy of Whisper base (its CTranslate2 model.bin, or the folder holding it) for the encoder models.  [default: the pinned voxemo[whisper] packages]")]
-ModelPathOpt = Annotated[Optional[Path], typer.Option("--model", "-m", help="Pipeline path (P for P.json + P.safetensors, or its folder), or a bundled model: voxemo_whisper (the default) or voxemo_net (small and fastest).")]
+ModelPathOpt = Annotated[Optional[Path], typer.Option("--model", "-m", help="Pipeline path (P for P.json + P.safetensors, or its folder), a fusion's folder (voxemo fuse), or a bundled model: voxemo_whisper (the default) or voxemo_net (small and fastest).")]
 RuntimeOpt = Annotated[str, typer.Option("--runtime", help="torch, or onnx (the same graph exported and run in onnxruntime).")]
 FORMATS = ("table", "csv", "json")
 NO_SPEECH = "no speech"  # the label column of table and CSV output for a clip without speech (JSON: label null)
@@ -808,7 +841,12 @@ def export_cmd(
     from .pipeline import PipelineError, load_pipeline
     from .predict import resolve_model
 
+    from .fusion import is_fusion
+
     refuse_overwrite(onnx, force)
+    if model is not None and is_fusion(model):
+        fail(f"{model} is a fusion: one ONNX graph per member, so export each member ({model}/member1, ...); "
+             "`voxemo predict --runtime onnx` runs a fusion member by member")
     try:
         pipe = load_pipeline(resolve_model(model), encoder)
     except PipelineError as e:

@@ -224,12 +224,6 @@ def training_set(waves: torch.Tensor, labels: torch.Tensor, rows: torch.Tensor,
     return torch.cat([waves[rows], copies[:, rows].flatten(0, 1)]), labels[rows].repeat(1 + n)
 
 
-def heard(pipe: Pipeline, clips: Sequence[np.ndarray], speakers: Sequence[str] | None = None) -> np.ndarray:
-    """Probabilities (B, K) of decoded clips as `voxemo predict` hears them (`audio.windows`, averaged);
-    a `speaker_norm` pipeline standardises each speaker over their clips here (`speakers`)."""
-    return pipe.clip_probabilities([pipe.audio.windows(x) for x in clips], speakers=speakers)
-
-
 def build(exp: Experiment, classes: list[str]) -> Pipeline:
     """A fresh pipeline for the experiment, initialised from its seed."""
     from .models import create_model
@@ -267,7 +261,7 @@ def train_fold(exp: Experiment, clips: Sequence[np.ndarray], waves: torch.Tensor
     val = (waves[va], labels[va]) if len(va) else None
     history = fit(pipe, training_set(waves, labels, tr, copies), val, exp.train_config(), checkpoint_dir=checkpoint_dir,
                   resume=resume, on_epoch=on_epoch, precomputed=uses_encoder(exp))
-    probs = heard(pipe, [clips[i] for i in fold.test], _of(speakers, fold.test))
+    probs = pipe.hear([clips[i] for i in fold.test], _of(speakers, fold.test))
     m = classification_metrics(labels[te].numpy(), probs.argmax(1), list(range(len(classes))))
     m["classes"] = classes
     m.update(fold=fold.name, best_epoch=history.best_epoch, epochs_run=len(history.epochs),
@@ -418,7 +412,7 @@ def _per_gender_fold(exp, clips, waves, labels, classes, fold, genders, fold_dir
         gpipe, _, _ = train_fold(gexp, clips, waves, is_male, ["female", "male"], fold, speakers=speakers,
                                  checkpoint_dir=sub("gender"), resume=resume, on_epoch=on_epoch)
         pipes["gender"] = gpipe
-        gprobs = heard(gpipe, [clips[i] for i in fold.test], _of(speakers, fold.test))
+        gprobs = gpipe.hear([clips[i] for i in fold.test], _of(speakers, fold.test))
         routed = np.where(gprobs.argmax(1) == 1, "male", "female")
         extra["routing_accuracy"] = float((routed == genders[fold.test]).mean())
     elif exp.route_by != "true":
@@ -434,7 +428,7 @@ def _per_gender_fold(exp, clips, waves, labels, classes, fold, genders, fold_dir
         pipe, history, _ = train_fold(exp, clips, waves, labels, classes, part, speakers=speakers,
                                       checkpoint_dir=sub(g), resume=resume, on_epoch=on_epoch)
         pipes[g] = pipe
-        probs = heard(pipe, [clips[i] for i in fold.test[routed == g]], _of(speakers, fold.test[routed == g]))
+        probs = pipe.hear([clips[i] for i in fold.test[routed == g]], _of(speakers, fold.test[routed == g]))
         preds[routed == g] = probs.argmax(1)
         curves[g] = history.curves()
     m = classification_metrics(labels[test].numpy(), preds, list(range(len(classes))))
@@ -466,7 +460,7 @@ def train_pipeline(manifest: Sequence[Utterance], exp: Experiment, *, on_epoch=N
     history = fit(pipe, training_set(waves, labels, tr, degraded_inputs(exp, utts)), (waves[va], labels[va]),
                   exp.train_config(), on_epoch=on_epoch,
                   checkpoint_dir=checkpoint_dir, resume=resume, precomputed=uses_encoder(exp))
-    probs = heard(pipe, [clips[i] for i in fold.val], [utts[i].speaker for i in fold.val])
+    probs = pipe.hear([clips[i] for i in fold.val], [utts[i].speaker for i in fold.val])
     m = classification_metrics(labels[va].numpy(), probs.argmax(1), list(range(len(classes))))
     pipe.meta.update(
         corpora=sorted({u.corpus for u in utts}),
@@ -496,7 +490,7 @@ def score_pipeline(pipe: Pipeline, manifest: Sequence[Utterance], *, decode_prog
     if not known:
         raise ValueError(f"none of the corpus's labels ({', '.join(unmapped)}) is among the pipeline's ({', '.join(pipe.labels)})")
     shared = [c for c in pipe.labels if any(getattr(u, attr) == c for u in known)]
-    probs = heard(pipe, load_clips(known, pipe.audio, decode_progress), [u.speaker for u in known])
+    probs = pipe.hear(load_clips(known, pipe.audio, decode_progress), [u.speaker for u in known])
     cols = [pipe.labels.index(c) for c in shared]
     pred = probs[:, cols].argmax(1)
     y = np.array([shared.index(getattr(u, attr)) for u in known])

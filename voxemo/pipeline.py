@@ -184,6 +184,17 @@ class Pipeline(nn.Module):
         self.eval()
         return self(torch.from_numpy(np.ascontiguousarray(waves, dtype=np.float32))).numpy()
 
+    @property
+    def name(self) -> str:
+        """The model's registered name (what `voxemo models` lists)."""
+        return self.model.name
+
+    def hear(self, clips: Sequence[np.ndarray], speakers: Sequence[str] | None = None) -> np.ndarray:
+        """Probabilities (B, K) of decoded clips (`audio.decode`) as `voxemo predict` hears them: each
+        cut by `audio.windows`, its windows' probabilities averaged; a `speaker_norm` pipeline
+        standardises each speaker over their clips here (`speakers`)."""
+        return self.clip_probabilities([self.audio.windows(x) for x in clips], speakers=speakers)
+
     def clip_probabilities(self, clips: Sequence[np.ndarray], batch_size: int = 32,
                            speakers: Sequence[str] | None = None) -> np.ndarray:
         """Prepared clips (each (C, N), from `audio.prepare`) -> probabilities (B, K), each clip's

@@ -1,8 +1,9 @@
 """Point a trained pipeline at audio: one clip, many files, a long recording, a live stream.
 
-`Predictor` wraps a `Pipeline` (torch, or the same graph exported to ONNX and run in onnxruntime).
-Every piece of audio goes through the pipeline's `AudioSettings` (voxemo.audio), the same door as in
-training and `voxemo evaluate`:
+`Predictor` wraps a `Pipeline` (torch, or the same graph exported to ONNX and run in onnxruntime),
+or a `fusion.Fusion` of pipelines (each member run so, their probabilities weighed). Every piece of
+audio goes through the pipeline's `AudioSettings` (voxemo.audio), the same door as in training and
+`voxemo evaluate`:
 
 - A clip (`predict`): `audio.prepare`: decoded, silence trimmed as in training, the training crop
   (offset, duration); a long clip as windows of the training duration covering all of it, averaged.
@@ -38,7 +39,7 @@ import torch
 
 from .audio import (CLIP_TAIL, MIN_WINDOW, SILENCE_PEAK, VAD_SAMPLE_RATE, AudioError, audio_info, fit,
                     resample, speech_seconds, speech_segments, window_starts)
-from .pipeline import Pipeline, PipelineError, clip_probabilities, load_pipeline, pipeline_files
+from .pipeline import Pipeline, PipelineError, clip_probabilities, pipeline_files
 
 RUNTIMES = ("torch", "onnx")
 BATCH_SIZE = 32  # windows per forward pass
@@ -59,15 +60,19 @@ def _named(labels: Sequence[str], p: np.ndarray) -> dict[str, float]:
 
 
 class Predictor:
-    """A pipeline ready to classify audio.
+    """A pipeline, or a fusion of pipelines (`voxemo.fusion`), ready to classify audio.
 
     runtime: "torch" runs the pipeline itself; "onnx" runs the same graph in onnxruntime, from
         `onnx_path` (a `voxemo export` file of this pipeline) or, without one, from an export made
-        on the fly into a temporary folder. threads: onnxruntime's intra-op threads (1 by default,
-        so a server's workers do not fight over cores); torch keeps its own setting.
+        on the fly into a temporary folder (a fusion: one per member). threads: onnxruntime's
+        intra-op threads (1 by default, so a server's workers do not fight over cores); torch keeps
+        its own setting.
+
+    A fusion is run member by member: each member cuts the decoded clip into its own windows and
+    runs them (`run(waves, member)`), and the members' probabilities are weighed (`Fusion.weights`).
     """
 
-    def __init__(self, pipeline: Pipeline, runtime: str = "torch", onnx_path: str | os.PathLike | None = None,
+    def __init__(self, pipeline, runtime: str = "torch", onnx_path: str | os.PathLike | None = None,
                  *, threads: int = 1):
         from .export import fixed_samples, takes_any_length
 
@@ -77,16 +82,20 @@ class Predictor:
             raise PipelineError("the pipeline normalises each speaker with their own statistics over several clips, "
                                 "so it cannot label one clip: score it on a corpus with `voxemo evaluate`")
         self.pipeline = pipeline.eval()
+        self.members: list[Pipeline] = list(getattr(pipeline, "members", [pipeline]))
+        self.weights: list[float] = list(getattr(pipeline, "weights", [1.0]))
         self.runtime = runtime
         self.sample_rate = pipeline.audio.sample_rate
-        self.onnx = None
+        self.onnx = None  # one OnnxRunner per member
         if runtime == "onnx":
-            self.onnx = self._open_onnx(onnx_path, threads)
-            self.input_samples = self.onnx.input_samples
+            if onnx_path is not None and len(self.members) > 1:
+                raise PipelineError("a fusion runs one ONNX graph per member, exported on the fly: leave out the ONNX file")
+            self.onnx = [self._open_onnx(m, onnx_path, threads) for m in self.members]
+            self.input_samples = [runner.input_samples for runner in self.onnx]
         else:
-            self.input_samples = None if takes_any_length(pipeline) else fixed_samples(pipeline)
+            self.input_samples = [None if takes_any_length(m) else fixed_samples(m) for m in self.members]
 
-    def _open_onnx(self, onnx_path, threads):
+    def _open_onnx(self, pipeline: Pipeline, onnx_path, threads):
         from .export import OnnxRunner, export_onnx
 
         if onnx_path is None:
@@ -94,12 +103,12 @@ class Predictor:
 
             with tempfile.TemporaryDirectory(prefix="voxemo-onnx-") as tmp:
                 path = Path(tmp) / "pipeline.onnx"
-                export_onnx(self.pipeline, path)
+                export_onnx(pipeline, path)
                 return OnnxRunner(path, threads)  # the session holds the graph; the file can go
         runner = OnnxRunner(onnx_path, threads)
-        if runner.labels != self.pipeline.labels or runner.sample_rate != self.sample_rate:
+        if runner.labels != pipeline.labels or runner.sample_rate != self.sample_rate:
             raise PipelineError(f"{onnx_path}: exported from another pipeline (labels {runner.labels}, "
-                                f"{runner.sample_rate} Hz; this one has {self.pipeline.labels}, {self.sample_rate} Hz)")
+                                f"{runner.sample_rate} Hz; this one has {pipeline.labels}, {self.sample_rate} Hz)")
         return runner
 
     @property
@@ -108,29 +117,36 @@ class Predictor:
 
     @property
     def audio(self):
-        """The pipeline's AudioSettings: how every clip is prepared."""
+        """How every clip is decoded (the pipeline's AudioSettings; each member of a fusion cuts its own windows)."""
         return self.pipeline.audio
 
     # --- the model ------------------------------------------------------------------------------
-    def run(self, waves: np.ndarray) -> np.ndarray:
-        """Equal-length windows (b, N) float32 at `sample_rate` -> probabilities (b, K)."""
-        return self.onnx.run(waves) if self.onnx is not None else self.pipeline.run(waves)
+    def run(self, waves: np.ndarray, member: int = 0) -> np.ndarray:
+        """Equal-length windows (b, N) float32 at `sample_rate` -> probabilities (b, K), of one member."""
+        return self.onnx[member].run(waves) if self.onnx is not None else self.members[member].run(waves)
 
-    def clip_probabilities(self, clips: Sequence[np.ndarray]) -> np.ndarray:
-        """Prepared clips (each (C, N)) -> probabilities (B, K): `pipeline.clip_probabilities`, on either runtime."""
-        return clip_probabilities(self.run, clips, len(self.labels), BATCH_SIZE)
+    def _weighed(self, windows_of) -> np.ndarray:
+        """The weighted sum over members of `clip_probabilities` of the windows `windows_of(i)` gives member i."""
+        return sum(w * clip_probabilities(lambda waves, i=i: self.run(waves, i), windows_of(i), len(self.labels), BATCH_SIZE)
+                   for i, w in enumerate(self.weights))
+
+    def hear(self, clips: Sequence[np.ndarray]) -> np.ndarray:
+        """Decoded clips (`audio.decode`) -> probabilities (B, K): `Pipeline.hear` (each member's
+        `audio.windows`, windows averaged, members weighed), on either runtime."""
+        return self._weighed(lambda i: [self.members[i].audio.windows(x) for x in clips])
 
     def _pieces_probabilities(self, pieces: Sequence[np.ndarray], length: int) -> np.ndarray:
         """Probabilities (P, K) of timeline or stream pieces, each zero-padded to `length` samples;
         for a model that takes only its training length n, each piece is cut into n-sample windows
         (hop n / 2), whose probabilities are averaged."""
-        n = self.input_samples
-        if n is None:
-            clips = [fit(piece, length)[None, :] for piece in pieces]
-        else:
-            clips = [np.stack([fit(piece[s : s + n], n) for s in window_starts(piece.shape[0], n, n // 2, int(CLIP_TAIL * n))])
-                     for piece in pieces]
-        return self.clip_probabilities(clips)
+        def windows(i):
+            n = self.input_samples[i]
+            if n is None:
+                return [fit(piece, length)[None, :] for piece in pieces]
+            return [np.stack([fit(piece[s : s + n], n) for s in window_starts(piece.shape[0], n, n // 2, int(CLIP_TAIL * n))])
+                    for piece in pieces]
+
+        return self._weighed(windows)
 
     # --- clips ----------------------------------------------------------------------------------
     def predict(self, source, sr: int | None = None) -> dict:
@@ -149,7 +165,7 @@ class Predictor:
         speech = speech_seconds(x, self.sample_rate)
         if speech == 0.0:
             return no_speech(speech)
-        p = self.clip_probabilities([self.audio.windows(x)])[0]
+        p = self.hear([x])[0]
         return {"label": self.labels[int(np.argmax(p))], "probabilities": _named(self.labels, p), "speech": round(speech, 2)}
 
     def predict_many(self, paths: Iterable[str | os.PathLike], progress: Callable[[int], None] | None = None) -> list[dict]:
@@ -389,11 +405,13 @@ def load_model(path: str | os.PathLike | None = None, runtime: str = "torch", *,
                onnx_path: str | os.PathLike | None = None, threads: int = 1,
                encoder: str | os.PathLike | None = None) -> Predictor:
     """A Predictor for a saved pipeline (`path` = P for P.json + P.safetensors, or a folder holding
-    one), a bundled model by name ("voxemo_whisper", "voxemo_net"), or with no path the default
-    bundled model. `encoder`: a local copy of the pretrained encoder a Whisper pipeline needs
-    (default: its pinned packages). Raises PipelineError."""
+    one), a fusion's folder (`voxemo fuse`), a bundled model by name ("voxemo_whisper",
+    "voxemo_net"), or with no path the default bundled model. `encoder`: a local copy of the
+    pretrained encoder a Whisper pipeline needs (default: its pinned packages). Raises PipelineError."""
+    from .fusion import load_pipeline_or_fusion
+
     where = resolve_model(path)
-    pipe = load_pipeline(where, encoder)
+    pipe = load_pipeline_or_fusion(where, encoder)
     try:
         return Predictor(pipe, runtime, onnx_path, threads=threads)
     except PipelineError as e:  # name the model file too

@@ -57,7 +57,7 @@ CHUNK = 1024 * 1024  # bytes copied from the upload to the temporary file at a t
 MULTIPART_SLACK = 64 * 1024  # room for multipart headers and boundaries over the file's own size
 READABLE_PREFIX = "not an audio file"  # AudioError problems that mean "soundfile cannot read this" -> 415
 META_KEYS = ("corpora", "protocol", "n_train", "test_metrics", "test_protocol", "test_speakers", "licence",
-             "validation_speakers", "validation_metrics", "cv_metrics")
+             "validation_speakers", "validation_metrics", "cv_metrics", "members")
 MIN_HOP = 0.1  # s: the smallest timeline hop a request may ask for
 MAX_WINDOWS = 2400  # timeline windows one request may ask for (10 minutes of speech at a 0.25 s hop)
 BUDGET_S = 60.0  # s of work one request may take before it is answered 503
@@ -148,7 +148,7 @@ def create_app(predictor, *, max_upload_mb: float = 20, max_duration_s: float = 
     def model() -> dict:
         """What the served model recognises and how it was trained and scored."""
         info = {"labels": list(pipe.labels), "task": pipe.task, "runtime": runtime,
-                "model": getattr(pipe.model, "name", type(pipe.model).__name__),
+                "model": pipe.name,
                 "audio": dataclasses.asdict(pipe.audio), "voxemo_version": __version__,
                 "limits": app.state.limits}
         info.update({k: pipe.meta[k] for k in META_KEYS if k in pipe.meta})
@@ -257,10 +257,10 @@ def _budgeted(predictor, deadline: float):
     out = copy.copy(predictor)
     run = predictor.run
 
-    def checked(waves):
+    def checked(waves, member=0):
         if time.monotonic() > deadline:
             raise OverBudget
-        return run(waves)
+        return run(waves, member)
 
     out.run = checked
     return out
