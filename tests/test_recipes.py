@@ -7,7 +7,7 @@ from typer.testing import CliRunner
 
 from voxemo.cli import app
 from voxemo.experiment import Experiment
-from voxemo.recipes import list_recipes, load_recipe, row_experiments
+from voxemo.recipes import list_recipes, load_recipe, row_experiments, same_folds
 
 from .conftest import DATA
 
@@ -57,6 +57,8 @@ def test_quick_reproduce_writes_the_table(tmp_path):
     leaky = res["rows"][1]
     assert "LEAKY" in leaky["label"] and "speaker_independent" not in leaky
     assert "LEAKY" in table and "min" in table.splitlines()[8]  # each row's wall time
+    svm = next(r for r in res["rows"] if r["model"] == "compare_svm")  # the reference, on the network's test folds
+    assert same_folds(row, res["rows"])["wa"]["folds"] == svm["speaker_independent"]["wa"]["folds"][:1]
     assert row["paper_protocol"]["seconds"] > 0 and row["paper_protocol"]["flags"] == [row["paper_protocol"]["flags"][0]]
     # the same --out again: refused without --resume; with it, every fold is kept and nothing retrains
     again = CliRunner().invoke(app, ["reproduce", "seed001", "--data", str(DATA), "--quick", "--out", str(out)])
@@ -147,3 +149,30 @@ def test_a_paper_reporting_validation_accuracy_is_set_beside_ours_on_validation(
                          "paper_protocol": ours | {"validation_at_best": kept, "folds_run": 1}}]}
     assert "| 69.0 ± 0.0 (1 fold); validation 70.0 |" in table_markdown(results)
     assert "| 69.0 ± 0.0 (1 fold) |" in table_markdown(results | {"paper_reports": "test"})
+
+
+def test_each_network_row_is_set_beside_the_svm_on_the_same_test_folds():
+    """The mission table's last figure: ComParE + SVM on the folds the network ran (same fold names and
+    test clips), over just those folds; a row whose folds no reference ran gets none."""
+    from voxemo.recipes import table_markdown
+
+    def run(folds, values):
+        return {k: {"mean": sum(values) / len(values), "std": 0.0, "folds": values} for k in ("wa", "ua", "macro_f1")} | {
+            "fold_keys": [[f, 120] for f in folds], "folds_run": len(folds)}
+
+    net = {"label": "male CNN", "metric": "wa", "paper": 0.53, "model": "cnn1d_baseline",
+           "speaker_independent": run(["fold 1/6: test ravdess:01,ravdess:19"], [0.33])}
+    other = {"label": "female CNN", "metric": "wa", "paper": 0.54, "model": "cnn1d_baseline",
+             "speaker_independent": run(["fold 1/6: test ravdess:02,ravdess:20"], [0.5])}
+    svm = {"label": "reference: male, ComParE + SVM", "metric": "wa", "paper": None, "model": "compare_svm",
+           "speaker_independent": run(["fold 1/6: test ravdess:01,ravdess:19", "fold 2/6: test ravdess:05,ravdess:07"],
+                                      [0.40, 0.60])}
+    rows = [net, other, svm]
+    assert same_folds(net, rows)["wa"]["folds"] == [0.40]  # fold 1 only, as the network ran
+    assert same_folds(other, rows) is None and same_folds(svm, rows) is None
+    table = table_markdown({"recipe": "seed003", "title": "t", "paper_protocol": "p", "quick": False, "full": True,
+                            "seconds": 60.0, "sitting_seconds": 60.0, "rows": rows}).splitlines()
+    header = next(i for i, line in enumerate(table) if line.startswith("| experiment"))
+    assert "| ours, speaker-independent | ComParE + SVM, same speaker-independent folds |" in table[header]
+    assert "| 33.0 ± 0.0 (1 fold) | 40.0 ± 0.0 (1 fold) |" in table[header + 2]
+    assert "| 50.0 ± 0.0 (1 fold) | - |" in table[header + 3]

@@ -15,6 +15,11 @@ A recipe whose paper reports validation, not test, figures says `paper_reports =
 table then gives, beside ours on the test clips, ours on the validation clips at the epoch kept
 (`runs.validation_at_best`), the figure the paper's is comparable with.
 
+Each network row's table line also gives ComParE + SVM on the same speaker-independent test folds
+(`same_folds`: the recipe's reference row whose folds begin with the same fold names and test clips,
+averaged over just the folds the network ran), so a row reads paper / ours under the paper's
+protocol / ours speaker-independent / the classic baseline on those very speakers.
+
 A run resumes: `reproduce` into the same out_dir keeps every finished fold and continues a fold in
 progress from its last finished epoch, so a `--full` recipe may span several sittings; each row's
 wall time (results.json `seconds`, the table's last column) adds up all of them.
@@ -28,6 +33,8 @@ import time
 import tomllib
 from pathlib import Path
 from typing import Callable
+
+import numpy as np
 
 RECIPES = Path(__file__).parent
 QUICK = {"epochs": 1, "max_folds": 1, "speakers": 6}
@@ -96,7 +103,7 @@ def reproduce(name: str, data_root: Path, out_dir: Path, *, quick: bool = False,
             keep = sorted({u.speaker for u in manifest})[: QUICK["speakers"]]
             manifest = [u for u in manifest if u.speaker in keep]
         result = {"label": row["label"], "metric": row.get("metric", "wa"), "paper": row.get("paper"),
-                  "paper_train": row.get("paper_train")}
+                  "paper_train": row.get("paper_train"), "model": row.get("common", {}).get("model")}
         for key, d in row_experiments(recipe, row, quick=quick, full=full).items():
             if on_row:
                 on_row(f"{row['label']} [{key}]")
@@ -110,6 +117,7 @@ def reproduce(name: str, data_root: Path, out_dir: Path, *, quick: bool = False,
                 "patience": None if exp.is_baseline else exp.train_config().patience,
                 "folds_total": m.get("folds_total", len(m["folds"])),
                 "flags": [f.get("flags", []) for f in m["folds"]],
+                "fold_keys": [[f["fold"], f["n_test"]] for f in m["folds"]],  # which test clips: `same_folds`
                 "validation_at_best": m.get("validation_at_best"),
                 "seconds": m["seconds"],  # every sitting of a resumed run
             }
@@ -155,6 +163,23 @@ def _run(m: dict | None) -> str:
             f"{wall}{collapsed}")
 
 
+def same_folds(row: dict, rows: list[dict], protocol: str = "speaker_independent") -> dict | None:
+    """The ComParE + SVM reference on the folds `row` ran (`protocol`): of a baseline row whose folds
+    begin with the same test folds (fold name and test clips), its per-fold figures over those
+    folds, {metric: {"mean", "std", "folds"}}; None when the recipe has no such row."""
+    from ..baseline import BASELINES
+
+    keys = (row.get(protocol) or {}).get("fold_keys")
+    if not keys or row.get("model") in BASELINES:
+        return None
+    for ref in rows:
+        m = ref.get(protocol) or {}
+        if ref.get("model") == "compare_svm" and m.get("fold_keys", [])[: len(keys)] == keys:
+            kept = {k: m[k]["folds"][: len(keys)] for k in ("ua", "wa", "macro_f1")}
+            return {k: {"mean": float(np.mean(v)), "std": float(np.std(v)), "folds": v} for k, v in kept.items()}
+    return None
+
+
 def table_markdown(results: dict) -> str:
     """The recipe's table: paper, ours under the paper's protocol, ours speaker-independent."""
     lines = [
@@ -165,8 +190,9 @@ def table_markdown(results: dict) -> str:
         "",
         *([f"Reference column: {results['reference']}.", ""] if results.get("reference") else []),
         f"| experiment | metric | {'reference' if results.get('reference') else 'paper'} | ours, paper's protocol | "
-        "ours, speaker-independent | UA, speaker-independent | run, wall time (paper's protocol; speaker-independent) |",
-        "|---|---|---|---|---|---|---|",
+        "ours, speaker-independent | ComParE + SVM, same speaker-independent folds | UA, speaker-independent | "
+        "run, wall time (paper's protocol; speaker-independent) |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in results["rows"]:
         metric = r["metric"]
@@ -176,8 +202,10 @@ def table_markdown(results: dict) -> str:
         kept = (r.get("paper_protocol") or {}).get("validation_at_best")
         if results.get("paper_reports") == "validation" and kept:
             ours += f"; validation {100 * kept[metric]['mean']:.1f}"
+        svm = same_folds(r, results["rows"])
         lines.append(f"| {r['label']} | {name} | {paper} | {ours} | "
-                     f"{_pct(r.get('speaker_independent'), metric)} | {_pct(r.get('speaker_independent'), 'ua')} | "
+                     f"{_pct(r.get('speaker_independent'), metric)} | {_pct(svm, metric) if svm else '-'} | "
+                     f"{_pct(r.get('speaker_independent'), 'ua')} | "
                      f"{_run(r.get('paper_protocol'))}; {_run(r.get('speaker_independent'))} |")
     lines.append("")
     mode = ("Quick smoke run (1 epoch, 6 speakers): not comparable with the paper. " if results["quick"]
