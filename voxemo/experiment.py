@@ -14,7 +14,7 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 import torch
@@ -29,6 +29,9 @@ from .pipeline import Pipeline, standardise_by_speaker
 from .runs import finish_run, plan_folds
 from .splits import Fold, filter_utterances, labels_for
 from .train import History, TrainConfig, fit
+
+if TYPE_CHECKING:
+    from .fusion import Fusion
 
 
 SPEAKER_NORM_MODELS = ("speaker_norm standardises the pooled statistics of a \"whisper\" front-end (encoder_head, "
@@ -473,9 +476,9 @@ def train_pipeline(manifest: Sequence[Utterance], exp: Experiment, *, on_epoch=N
     return pipe, history, m
 
 
-def score_pipeline(pipe: Pipeline, manifest: Sequence[Utterance], *, decode_progress=None,
+def score_pipeline(pipe: Pipeline | Fusion, manifest: Sequence[Utterance], *, decode_progress=None,
                    per_clip: bool = False) -> dict:
-    """Score a pipeline on a corpus, also another corpus than it was trained on.
+    """Score a pipeline (or a `fusion.Fusion`) on a corpus, also another corpus than it was trained on.
 
     Each clip is heard as `voxemo predict` hears it (`pipe.audio.prepare`: the same decoding,
     trimming, crop and windows). Clips whose label the pipeline does not know are left out and

@@ -32,7 +32,7 @@ import dataclasses
 import math
 import os
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Callable, Iterable, Sequence
 
 import numpy as np
 import torch
@@ -40,6 +40,9 @@ import torch
 from .audio import (CLIP_TAIL, MIN_WINDOW, SILENCE_PEAK, VAD_SAMPLE_RATE, AudioError, audio_info, fit,
                     resample, speech_seconds, speech_segments, window_starts)
 from .pipeline import Pipeline, PipelineError, clip_probabilities, pipeline_files
+
+if TYPE_CHECKING:
+    from .fusion import Fusion
 
 RUNTIMES = ("torch", "onnx")
 BATCH_SIZE = 32  # windows per forward pass
@@ -72,7 +75,7 @@ class Predictor:
     runs them (`run(waves, member)`), and the members' probabilities are weighed (`Fusion.weights`).
     """
 
-    def __init__(self, pipeline, runtime: str = "torch", onnx_path: str | os.PathLike | None = None,
+    def __init__(self, pipeline: "Pipeline | Fusion", runtime: str = "torch", onnx_path: str | os.PathLike | None = None,
                  *, threads: int = 1):
         from .export import fixed_samples, takes_any_length
 
