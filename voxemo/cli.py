@@ -540,15 +540,20 @@ def reproduce_cmd(
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output folder (table.md, results.json, one run directory per row and protocol).  [default: runs/reproduce-NAME-<time>]")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run in --out: finished folds are kept, a fold in progress continues from its last finished epoch; the table's wall times add up every sitting.")] = False,
     executor: ExecutorOpt = "local", ray_address: RayAddressOpt = None, cpus_per_task: TaskCpusOpt = 1,
+    rows: Annotated[Optional[str], typer.Option("--rows", help="Only these rows, as the table numbers them: 7-10 or 1,3 (another process may run the others into the same --out; their table is table-rows-....md, and a run of every row with --resume assembles the whole).  [default: every row]")] = None,
 ):
     """Rerun a paper's experiment: the paper's figure, ours under its protocol, ours speaker-independent."""
     import os
 
-    from .recipes import list_recipes, reproduce
+    from .recipes import list_recipes, load_recipe, parse_rows, reproduce
     from .report import new_run_dir
 
     if name not in list_recipes():
         fail(f"unknown recipe {name!r}; known: {', '.join(list_recipes())}")
+    try:
+        chosen = None if rows is None else parse_rows(rows, len(load_recipe(name)["row"]))
+    except ValueError as e:
+        fail(f"--rows: {e}")
     if quick and full:
         fail("--quick and --full contradict each other: pass one")
     data = data or (Path(os.environ["VOXEMO_DATA"]) if os.environ.get("VOXEMO_DATA") else None)
@@ -563,13 +568,14 @@ def reproduce_cmd(
     with err.status("running") as status:
         try:
             results = reproduce(name, data, out, quick=quick, full=full, on_row=lambda r: status.update(f"{name}: {r}"),
-                                executor=runner)
+                                executor=runner, rows=chosen)
         except ValueError as e:
             fail(str(e))
     from rich.markdown import Markdown
 
-    console.print(Markdown((out / "table.md").read_text()))
-    console.print(f"written to {out}/table.md and results.json", highlight=False)
+    table = results["table_file"]
+    console.print(Markdown((out / table).read_text()))
+    console.print(f"written to {out}/{table} and {table.replace('table', 'results').replace('.md', '.json')}", highlight=False)
 
 # --- prediction ------------------------------------------------------------------------------------
 

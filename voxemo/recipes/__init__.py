@@ -22,13 +22,16 @@ protocol / ours speaker-independent / the classic baseline on those very speaker
 
 A run resumes: `reproduce` into the same out_dir keeps every finished fold and continues a fold in
 progress from its last finished epoch, so a `--full` recipe may span several sittings; each row's
-wall time (results.json `seconds`, the table's last column) adds up all of them.
+wall time (results.json `seconds`, the table's last column) adds up all of them. `--rows 7-10` runs
+some rows only, so two processes (or machines sharing the folder) can share a recipe's rows; a
+final `--resume` run of every row assembles the whole table from their finished folds.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import time
 import tomllib
 from pathlib import Path
@@ -85,19 +88,39 @@ def row_experiments(recipe: dict, row: dict, *, quick: bool = False, full: bool 
     return out
 
 
+def parse_rows(spec: str, n: int) -> list[int]:
+    """"7-10" or "1,3" (1-based, as the table counts) -> the row numbers, each checked against the
+    recipe's n rows."""
+    out: list[int] = []
+    for part in spec.split(","):
+        if not re.fullmatch(r"\d+(-\d+)?", part.strip()):
+            raise ValueError(f"rows are numbers or ranges, comma-separated (e.g. 7-10 or 1,3), not {spec!r}")
+        a, _, b = part.strip().partition("-")
+        out += range(int(a), int(b or a) + 1)
+    if not out or not all(1 <= r <= n for r in out):
+        raise ValueError(f"rows must lie in 1-{n} (the recipe's rows), not {spec!r}")
+    return sorted(set(out))
+
+
 def reproduce(name: str, data_root: Path, out_dir: Path, *, quick: bool = False, full: bool = False,
-              on_row: Callable[[str], None] | None = None, executor=None) -> dict:
+              on_row: Callable[[str], None] | None = None, executor=None, rows: list[int] | None = None) -> dict:
     """Run every row of a recipe under both protocols; write `table.md` and `results.json` to out_dir.
 
     executor: where each row's folds run (`voxemo.executors`; default in this process). Rows run one
-    after another, their folds side by side; SVM baseline rows run in this process."""
+    after another, their folds side by side; SVM baseline rows run in this process.
+    rows: only these rows (1-based), e.g. to share a long recipe between processes writing into the same
+    out_dir; their table is `table-rows-A-B.md` (and results-rows-A-B.json), and a later run of every
+    row with `--resume` assembles the whole table from the finished folds."""
     from ..experiment import Experiment, cross_validate, load_corpora
 
     recipe = load_recipe(name)
     out_dir.mkdir(parents=True, exist_ok=True)
+    chosen = rows or list(range(1, len(recipe["row"]) + 1))
     rows = []
     t0 = time.perf_counter()
     for i, row in enumerate(recipe["row"]):
+        if i + 1 not in chosen:
+            continue
         manifest = load_corpora([str(Path(data_root) / d) for d in row["data"]])
         if quick:
             keep = sorted({u.speaker for u in manifest})[: QUICK["speakers"]]
@@ -129,8 +152,10 @@ def reproduce(name: str, data_root: Path, out_dir: Path, *, quick: bool = False,
                "reference": recipe.get("reference"), "quick": quick, "full": full,
                "seconds": max(total, sitting),  # the runs, over every sitting
                "sitting_seconds": sitting, "rows": rows}
-    (out_dir / "results.json").write_text(json.dumps(results, indent=2))
-    (out_dir / "table.md").write_text(table_markdown(results))
+    part = "" if len(chosen) == len(recipe["row"]) else f"-rows-{'-'.join(map(str, chosen))}"
+    results["table_file"] = f"table{part}.md"
+    (out_dir / f"results{part}.json").write_text(json.dumps(results, indent=2))
+    (out_dir / results["table_file"]).write_text(table_markdown(results))
     return results
 
 
