@@ -844,10 +844,9 @@ def export_cmd(
 ):
     """Export a pipeline (front-end, normaliser, model, softmax) as one ONNX graph: waveform in, probabilities out."""
     from .export import ExportError, export_onnx
+    from .fusion import is_fusion
     from .pipeline import PipelineError, load_pipeline
     from .predict import resolve_model
-
-    from .fusion import is_fusion
 
     refuse_overwrite(onnx, force)
     if model is not None and is_fusion(model):
