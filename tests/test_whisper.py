@@ -373,6 +373,16 @@ def test_speaker_norm_pipeline_scores_as_it_trained_and_refuses_single_clips(tin
     np.testing.assert_allclose(again.hear(clips, speakers), expected, atol=1e-4)
     m = score_pipeline(again, utts)
     assert m["n"] == len(utts)
+    # scored on a corpus, each speaker is standardised over all their clips, also those whose label
+    # the pipeline lacks (happy here): a speaker's unlabelled recordings, the labels unused
+    extra = [u for s in who for u in [v for v in scan(data / "emodb") if v.speaker == s and v.emotion == "happy"][:3]]
+    mixed = utts + extra
+    m2 = score_pipeline(again, mixed, per_clip=True)
+    assert m2["n"] == len(utts) and m2["unmapped"] == ["happy"]
+    heard = again.hear(load_clips(mixed, again.audio), [u.speaker for u in mixed])[: len(utts)]
+    got = np.array([[c["probabilities"][k] for k in again.labels] for c in m2["clips"]])
+    np.testing.assert_allclose(got, heard, atol=1e-5)
+    assert not np.allclose(got, again.hear(clips, speakers), atol=1e-3)
     with pytest.raises(PipelineError, match="needs every clip.s speaker"):
         again.hear(clips)
     with pytest.raises(ExportError, match="each speaker"):
@@ -427,9 +437,9 @@ def test_degraded_copies_train_and_never_validate_or_test(tiny_file, data, tmp_p
     plan = plan_folds(utts, exp)
     clips = E.load_clips(plan.utts, exp.audio)
     waves = E.model_inputs(exp, plan.utts, clips)
-    copies = E.degraded_inputs(exp, plan.utts)
+    copies = E.copy_inputs(exp, plan.utts)
     assert copies.shape == (1, *waves.shape) and not torch.allclose(copies[0], waves, atol=1e-3)
-    torch.testing.assert_close(E.degraded_inputs(exp, plan.utts), copies)  # the same copy every time (cached)
+    torch.testing.assert_close(E.copy_inputs(exp, plan.utts), copies)  # the same copy every time (cached)
     seen = {}
 
     def spy(pipe, train, val, cfg, **kw):
@@ -449,3 +459,38 @@ def test_degraded_copies_train_and_never_validate_or_test(tiny_file, data, tmp_p
     torch.testing.assert_close(seen["val"][0], waves[torch.as_tensor(fold.val)])
     with pytest.raises(ValueError, match="degraded_copies .* voxemo_net"):
         E.Experiment(model="voxemo_net", degraded_copies=1)
+
+
+def test_voice_copies_are_new_speakers_of_the_same_sentences(tiny_file, data, tmp_path, monkeypatch):
+    """`voice_copies`: copy k of a clip is the clip played at speed VOICE_FACTORS[k - 1] (shorter or
+    longer by that factor, embedded apart and cached), after any degraded copies; with speaker_norm
+    each speaker's copy is standardised with the copy's own statistics, as a new speaker's would be."""
+    import voxemo.experiment as E
+    from voxemo.augment import VOICE_FACTORS, change_speed
+    from voxemo.pipeline import standardise_by_speaker
+
+    monkeypatch.setenv("VOXEMO_CACHE_DIR", str(tmp_path / "cache"))
+    utts = [u for u in scan(data / "emodb") if u.speaker in ("emodb:03", "emodb:08")][:6]
+    x = np.sin(np.linspace(0, 400 * np.pi, 16000)).astype(np.float32)
+    for k, f in enumerate(VOICE_FACTORS[:2], 1):
+        y = change_speed(x, 16000, f)
+        assert abs(len(y) - len(x) / f) <= 1
+        # the tone moves with the speed: 200 Hz becomes 200 f Hz
+        assert abs(np.argmax(np.abs(np.fft.rfft(y))) * 16000 / len(y) - 200 * f) < 2
+    exp = E.Experiment(model="encoder_head", encoder=str(tiny_file), degraded_copies=1, voice_copies=2,
+                       speaker_norm=True, train={"epochs": 1})
+    copies = E.copy_inputs(exp, utts)
+    assert copies.shape[0] == 3  # the degraded copy, then voice copies 1 and 2
+    from voxemo.embeddings import embed_corpus
+    from voxemo.encoders import load_whisper_encoder
+
+    raw, _ = embed_corpus(utts, exp.audio, encoder=load_whisper_encoder(str(tiny_file)), voice=2)
+    speakers = [u.speaker for u in utts]
+    torch.testing.assert_close(copies[2], standardise_by_speaker(torch.from_numpy(raw), speakers))
+    plain, _ = embed_corpus(utts, exp.audio, encoder=load_whisper_encoder(str(tiny_file)))
+    assert not np.allclose(raw, plain, atol=1e-3)
+    for bad in (-1, len(VOICE_FACTORS) + 1):
+        with pytest.raises(ValueError, match="voice_copies"):
+            E.Experiment(model="encoder_head", voice_copies=bad)
+    with pytest.raises(ValueError, match="voice_copies .* voxemo_net"):
+        E.Experiment(model="voxemo_net", voice_copies=1)

@@ -6,7 +6,8 @@ random numbers are drawn on the generator's device and moved to the data's.
 
 Waveform: `add_noise` (white Gaussian noise at an SNR in dB, seed 003_2f41: 15-30 dB), `time_shift`,
 `gain`, `speed` (resampling). Features: `spec_augment` (frequency and time masks). Either: `mixup`.
-`Augmenter` applies an `AugmentConfig`'s choice of them.
+`Augmenter` applies an `AugmentConfig`'s choice of them. Copies made once before a frozen encoder
+(numpy): `degrade` (another room and channel) and `change_speed` (another voice: a pseudo-speaker).
 
 Letters: B batch, N samples, F feature bins, T frames, K classes.
 """
@@ -299,3 +300,26 @@ def degrade(x: np.ndarray, sr: int, rng: np.random.Generator) -> np.ndarray:
     p_signal, p_noise = np.mean(y ** 2), np.mean(noise ** 2)
     y = y + noise * np.sqrt(p_signal / (p_noise * 10 ** (snr / 10)))
     return y.astype(np.float32)
+
+
+# --- voices a corpus never had: speed-perturbed copies of a speaker (pseudo-speakers) --------------
+
+# The speed of voice copy k (1-based): Kaldi's 0.9 and 1.1 first, then further and nearer ones.
+VOICE_FACTORS = (0.9, 1.1, 0.85, 1.15, 0.95, 1.05)
+VOICE = "speed-soxr-hq-v1"  # part of the cache key of voice copies: change it when `change_speed` changes
+
+
+def voice_factor(k: int) -> float:
+    """The speed of voice copy k (1-based; ValueError past the last of VOICE_FACTORS)."""
+    if not 1 <= k <= len(VOICE_FACTORS):
+        raise ValueError(f"voice copy {k}: there are {len(VOICE_FACTORS)} voice copies (speeds {VOICE_FACTORS})")
+    return VOICE_FACTORS[k - 1]
+
+
+def change_speed(x: np.ndarray, sr: int, factor: float) -> np.ndarray:
+    """The clip played `factor` times as fast (Kaldi-style speed perturbation: one resampling, so pitch,
+    formants and tempo move together and the length becomes len(x) / factor): the same sentences
+    from a voice with a smaller (factor > 1) or larger vocal tract. soxr, high quality."""
+    from .audio import resample
+
+    return resample(np.asarray(x, dtype=np.float32), round(sr * factor), sr)

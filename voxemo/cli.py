@@ -232,6 +232,7 @@ BatchOpt = Annotated[Optional[int], typer.Option("--batch-size", help="Clips per
 SeedOpt = Annotated[Optional[int], typer.Option("--seed", help="Seed for folds, initialisation, order and augmentation.  [default: 0]")]
 ResumeOpt = Annotated[bool, typer.Option("--resume", help="Continue an interrupted run from its last finished epoch (and fold).")]
 CopiesOpt = Annotated[Optional[int], typer.Option("--degraded-copies", min=0, help="Encoder statistics models: this many degraded copies (noise, band limit, reverberation) of every training clip, embedded once, added to training after the split.  [default: 0]")]
+VoiceCopiesOpt = Annotated[Optional[int], typer.Option("--voice-copies", min=0, max=6, help="Encoder statistics models: this many speed-perturbed copies of every training clip (speeds 0.9, 1.1, 0.85, 1.15, 0.95, 1.05: other voices), each copy of a speaker a new speaker, embedded once, added to training after the split.  [default: 0]")]
 SpeakerNormOpt = Annotated[Optional[bool], typer.Option("--speaker-norm/--no-speaker-norm", help="Encoder models: standardise each speaker's statistics with their own, in training and when scored (the pipeline then scores a speaker's clips together: `voxemo evaluate`, not `predict`).  [default: off]")]
 ExecutorOpt = Annotated[str, typer.Option("--executor", help="local (in this process, one piece after another) or ray (each fold, row or trial a Ray task; a local Ray instance, or the cluster RAY_ADDRESS or --ray-address names; needs voxemo[ray]).")]
 RayAddressOpt = Annotated[Optional[str], typer.Option("--ray-address", help="--executor ray: the cluster's head (host:port, or auto).  [default: $RAY_ADDRESS, else a local instance]")]
@@ -308,7 +309,7 @@ def train_cmd(
     epochs: EpochsOpt = None, lr: LrOpt = None, batch_size: BatchOpt = None, seed: SeedOpt = None,
     val_speakers: Annotated[Optional[int], typer.Option("--val-speakers", help="Speakers held out for early stopping.  [default: 2]")] = None,
     resume: ResumeOpt = False, force: ForceOpt = False, encoder: EncoderOpt = None, speaker_norm: SpeakerNormOpt = None,
-    degraded_copies: CopiesOpt = None,
+    degraded_copies: CopiesOpt = None, voice_copies: VoiceCopiesOpt = None,
 ):
     """Train one pipeline on the given corpora, a few speakers held out for early stopping."""
     from .experiment import train_pipeline
@@ -317,7 +318,7 @@ def train_cmd(
     exp = build_experiment(config, model=model, task=task, channel=channel, intensity=intensity, emotions=emotions,
                            gender=gender, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, val_speakers=val_speakers,
                            encoder=str(encoder) if encoder else None, speaker_norm=speaker_norm,
-                           degraded_copies=degraded_copies)
+                           degraded_copies=degraded_copies, voice_copies=voice_copies)
     if exp.is_baseline:
         fail(f"{exp.model} is a cross-validation baseline with no pipeline to save; run it with `voxemo cv`")
     for p in pipeline_files(out):
@@ -364,7 +365,7 @@ def cv_cmd(
     batch_size: BatchOpt = None, seed: SeedOpt = None,
     per_gender: Annotated[Optional[bool], typer.Option("--per-gender/--no-per-gender", help="One model per gender.")] = None,
     resume: ResumeOpt = False, encoder: EncoderOpt = None, speaker_norm: SpeakerNormOpt = None,
-    degraded_copies: CopiesOpt = None,
+    degraded_copies: CopiesOpt = None, voice_copies: VoiceCopiesOpt = None,
     executor: ExecutorOpt = "local", ray_address: RayAddressOpt = None, cpus_per_task: TaskCpusOpt = 1,
 ):
     """Cross-validate a model under a protocol and write a run directory (metrics.json, report.md, plots)."""
@@ -375,7 +376,7 @@ def cv_cmd(
                            channel=channel, intensity=intensity, emotions=emotions, gender=gender, epochs=epochs,
                            lr=lr, batch_size=batch_size, seed=seed, per_gender=per_gender,
                            encoder=str(encoder) if encoder else None, speaker_norm=speaker_norm,
-                           degraded_copies=degraded_copies)
+                           degraded_copies=degraded_copies, voice_copies=voice_copies)
     check_run_dir(out, resume)
     runner = open_executor(executor, ray_address, cpus_per_task)
     manifest = load_data(data)

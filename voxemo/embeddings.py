@@ -51,7 +51,7 @@ class EmbeddingCache(WaveformCache):
     prefix = "embed"  # the folder's name before the key
 
     def __init__(self, encoder, settings: AudioSettings = AudioSettings(), root: str | os.PathLike | None = None,
-                 copy: int = 0):
+                 copy: int = 0, voice: int = 0):
         from .encoders.whisper import SAMPLE_RATE
 
         if not encoder.sha256:
@@ -61,6 +61,7 @@ class EmbeddingCache(WaveformCache):
         super().__init__(settings, root)
         self.encoder = encoder
         self.copy = copy  # 0: the clip itself; k > 0: its k-th degraded copy (`clip`)
+        self.voice = voice  # 0: the speaker's own voice; k > 0: voice copy k, the clip at speed augment.voice_factor(k)
         self.dir = Path(root or default_cache_dir()) / f"{self.prefix}-{self.key()}"
         self._ready: dict[Path, np.ndarray] = {}  # computed by a batch, waiting to be written by load()
 
@@ -70,6 +71,10 @@ class EmbeddingCache(WaveformCache):
             from .augment import DEGRADE
 
             ident.update(copy=self.copy, degrade=DEGRADE)
+        if self.voice:
+            from .augment import VOICE, voice_factor
+
+            ident.update(speed=voice_factor(self.voice), voice=VOICE)
         return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
 
     def compute(self, path: str | os.PathLike) -> np.ndarray:
@@ -83,9 +88,14 @@ class EmbeddingCache(WaveformCache):
         return list(pooled_stats(self.encoder, waves))
 
     def clip(self, path: str | os.PathLike) -> np.ndarray:
-        """What is embedded for `path`: its training crop, or for copy k > 0 a degraded copy of it
-        (`augment.degrade`, seeded by the file's name and k, so the same copy every time)."""
+        """What is embedded for `path`: its training crop; for voice copy k > 0 that crop played at
+        speed `augment.voice_factor(k)` (`augment.change_speed`); then for copy k > 0 a degraded copy
+        of it (`augment.degrade`, seeded by the file's name and k, so the same copy every time)."""
         x = self.settings.load(path)
+        if self.voice:
+            from .augment import change_speed, voice_factor
+
+            x = change_speed(x, self.settings.sample_rate, voice_factor(self.voice))
         if not self.copy:
             return x
         from .augment import degrade
@@ -165,7 +175,7 @@ def _batches(order: list[int], seconds: Sequence[float], budget: float, max_batc
 def embed_corpus(
     utterances: Sequence[Utterance], settings: AudioSettings = AudioSettings(), *, encoder=None,
     cache_root: str | os.PathLike | None = None, batch_seconds: float = BATCH_SECONDS, max_batch: int = MAX_BATCH,
-    threads: int | None = None, progress: Callable[[int], None] | None = None, copy: int = 0,
+    threads: int | None = None, progress: Callable[[int], None] | None = None, copy: int = 0, voice: int = 0,
 ) -> tuple[np.ndarray, list[Problem]]:
     """Pooled Whisper statistics of every clip: (array (B, L + 1, 2, D) float32, skipped).
 
@@ -173,11 +183,13 @@ def embed_corpus(
     (`Problem(path, reason)`: undecodable, silent, longer than 30 s). `encoder` defaults to
     `load_whisper_encoder()`; `threads` sets torch's threads for the call (2 when the machine is
     yours; None keeps the current setting, e.g. OMP_NUM_THREADS). `progress(n)` after n clips.
-    `copy` k > 0 embeds each clip's k-th degraded copy instead (`EmbeddingCache.clip`), cached apart.
+    `copy` k > 0 embeds each clip's k-th degraded copy instead, `voice` k > 0 its k-th voice copy
+    (`EmbeddingCache.clip`), each cached apart.
     """
     from .encoders.whisper import load_whisper_encoder
 
-    cache = EmbeddingCache(encoder if encoder is not None else load_whisper_encoder(), settings, cache_root, copy)
+    cache = EmbeddingCache(encoder if encoder is not None else load_whisper_encoder(), settings, cache_root, copy,
+                           voice)
     kept, skipped = _embed_all(cache, utterances, batch_seconds, max_batch, threads, progress)
     if not kept:
         cfg = cache.encoder.cfg

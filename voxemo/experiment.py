@@ -74,6 +74,10 @@ class Experiment:
     # reverberation; the same copy every time) of every TRAINING clip, embedded once and added to the
     # training set after the split; validation and test clips are never copied
     degraded_copies: int = 0
+    # encoder statistics models: this many voice copies (augment.change_speed at augment.VOICE_FACTORS:
+    # 0.9, 1.1, ...) of every TRAINING clip, embedded once and added after the split; each copy of a
+    # speaker is a new pseudo-speaker (with speaker_norm, standardised with its own statistics)
+    voice_copies: int = 0
 
     def __post_init__(self):
         if self.leaky_noisy_copies and self.protocol != "random":
@@ -81,10 +85,16 @@ class Experiment:
                              "copies with their speaker)")
         if self.speaker_norm and (self.is_baseline or self.frontend_config().kind != "whisper"):
             raise ValueError(SPEAKER_NORM_MODELS.format(model=self.model))
-        if self.degraded_copies and (self.is_baseline or self.frontend_config().kind != "whisper" or self.per_gender):
-            raise ValueError(f"degraded_copies adds cached encoder statistics of degraded training clips: it takes "
-                             f"a \"whisper\" front-end model (encoder_head, encoder_ensemble, encoder_probe) without "
-                             f"per_gender, not {self.model}{' with per_gender' if self.per_gender else ''}")
+        from .augment import VOICE_FACTORS
+
+        for name, what in (("degraded_copies", "degraded"), ("voice_copies", "speed-perturbed")):
+            if getattr(self, name) and (self.is_baseline or self.frontend_config().kind != "whisper" or self.per_gender):
+                raise ValueError(f"{name} adds cached encoder statistics of {what} training clips: it takes "
+                                 f"a \"whisper\" front-end model (encoder_head, encoder_ensemble, encoder_probe) "
+                                 f"without per_gender, not {self.model}{' with per_gender' if self.per_gender else ''}")
+        if not 0 <= self.voice_copies <= len(VOICE_FACTORS):
+            raise ValueError(f"voice_copies is {self.voice_copies}: from 0 to {len(VOICE_FACTORS)} "
+                             f"(the speeds {', '.join(map(str, VOICE_FACTORS))})")
         if isinstance(self.audio, dict):
             self.audio = AudioSettings(**self.audio)
         if self.audio is None:
@@ -197,22 +207,26 @@ def model_inputs(exp: Experiment, utts: Sequence[Utterance], clips: Sequence[np.
     return standardise_by_speaker(stats, [u.speaker for u in utts]) if exp.speaker_norm else stats
 
 
-def degraded_inputs(exp: Experiment, utts: Sequence[Utterance]) -> torch.Tensor | None:
-    """The encoder statistics of each clip's `exp.degraded_copies` degraded copies, (n, B, L + 1, 2, D)
-    (`embeddings.embed_corpus(copy=k)`, cached), each copy standardised per speaker as the clips are
-    when `speaker_norm`; None without copies. Which of them train is the fold's business (training
-    rows only)."""
-    if not exp.degraded_copies:
+def copy_inputs(exp: Experiment, utts: Sequence[Utterance]) -> torch.Tensor | None:
+    """The encoder statistics of each clip's copies, (n, B, L + 1, 2, D): its `exp.degraded_copies`
+    degraded copies, then its `exp.voice_copies` voice copies (`embeddings.embed_corpus(copy=k)`,
+    `(voice=k)`, cached). With `speaker_norm` each copy is standardised per speaker on its own: a
+    speaker's voice copy is standardised with the copy's statistics, as a new speaker would be. None
+    without copies. Which of them train is the fold's business (training rows only)."""
+    kinds = [{"copy": k} for k in range(1, exp.degraded_copies + 1)]
+    kinds += [{"voice": k} for k in range(1, exp.voice_copies + 1)]
+    if not kinds:
         return None
     from .embeddings import embed_corpus
     from .encoders import load_whisper_encoder
 
     encoder = load_whisper_encoder(exp.encoder)
     copies = []
-    for k in range(1, exp.degraded_copies + 1):
-        stats, skipped = embed_corpus(utts, exp.audio, encoder=encoder, copy=k)
+    for kind in kinds:
+        stats, skipped = embed_corpus(utts, exp.audio, encoder=encoder, **kind)
         if skipped:
-            raise ValueError(f"{len(skipped)} degraded copies could not be embedded, e.g. {skipped[0]}")
+            what = "degraded copies" if "copy" in kind else "voice copies"
+            raise ValueError(f"{len(skipped)} {what} could not be embedded, e.g. {skipped[0]}")
         stats = torch.from_numpy(stats)
         copies.append(standardise_by_speaker(stats, [u.speaker for u in utts]) if exp.speaker_norm else stats)
     return torch.stack(copies)
@@ -220,7 +234,7 @@ def degraded_inputs(exp: Experiment, utts: Sequence[Utterance]) -> torch.Tensor 
 
 def training_set(waves: torch.Tensor, labels: torch.Tensor, rows: torch.Tensor,
                  copies: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-    """The training inputs and labels of `rows`, and those rows' degraded copies after them."""
+    """The training inputs and labels of `rows`, and those rows' copies (`copy_inputs`) after them."""
     if copies is None:
         return waves[rows], labels[rows]
     n = copies.shape[0]
@@ -255,7 +269,7 @@ def train_fold(exp: Experiment, clips: Sequence[np.ndarray], waves: torch.Tensor
                classes: list[str], fold: Fold, *, speakers: np.ndarray | None = None,
                copies: torch.Tensor | None = None, checkpoint_dir=None,
                resume=False, on_epoch=None) -> tuple[Pipeline, History, dict]:
-    """Train on the training crops (`waves`) of fold.train, and their degraded `copies` if any,
+    """Train on the training crops (`waves`) of fold.train, and their `copies` (`copy_inputs`) if any,
     early stopping on fold.val's; score fold.test's decoded `clips` as `voxemo predict` hears them:
     (pipeline, history, metrics). `speakers` (every clip's) is what a `speaker_norm` experiment's
     test clips are grouped by."""
@@ -289,7 +303,7 @@ class FoldInputs:
     classes: list[str]
     genders: np.ndarray  # (B,) per_gender routing
     speakers: np.ndarray | None = None  # (B,) who speaks each clip (speaker_norm groups test clips by it)
-    copies: torch.Tensor | None = None  # (n, B, ...) degraded copies' statistics (degraded_copies), training rows only
+    copies: torch.Tensor | None = None  # (n, B, ...) copies' statistics (copy_inputs), training rows only
 
 
 def run_fold(inputs: FoldInputs, fold: Fold, *, exp: Experiment | None = None, checkpoint_dir=None,
@@ -362,7 +376,7 @@ def cross_validate(manifest: Sequence[Utterance], exp: Experiment, run_dir: Path
     jobs = [{"fold": folds[i], "checkpoint_dir": fold_dirs[i] if local else None, "resume": resume,
              "on_epoch": on_epoch if local else None} for i in todo]
     inputs = FoldInputs(exp, clips, waves, labels, classes, genders, np.array([u.speaker for u in utts]),
-                        degraded_inputs(exp, utts))
+                        copy_inputs(exp, utts))
     for k, r in executor.map(run_fold, inputs, jobs):
         i = todo[k]
         fold_dirs[i].mkdir(parents=True, exist_ok=True)
@@ -460,7 +474,7 @@ def train_pipeline(manifest: Sequence[Utterance], exp: Experiment, *, on_epoch=N
     labels = torch.as_tensor(y, dtype=torch.long)
     pipe = build(exp, classes)
     tr, va = torch.as_tensor(fold.train), torch.as_tensor(fold.val)
-    history = fit(pipe, training_set(waves, labels, tr, degraded_inputs(exp, utts)), (waves[va], labels[va]),
+    history = fit(pipe, training_set(waves, labels, tr, copy_inputs(exp, utts)), (waves[va], labels[va]),
                   exp.train_config(), on_epoch=on_epoch,
                   checkpoint_dir=checkpoint_dir, resume=resume, precomputed=uses_encoder(exp))
     probs = pipe.hear([clips[i] for i in fold.val], [utts[i].speaker for i in fold.val])
@@ -485,7 +499,9 @@ def score_pipeline(pipe: Pipeline | Fusion, manifest: Sequence[Utterance], *, de
     reported under "unmapped"; predictions are restricted to the labels the corpus has, so a
     7-class model scored on a corpus sharing 5 of its classes chooses among those 5. With
     `per_clip`, "clips" lists every scored clip's path, label and probabilities over all the
-    pipeline's labels (what `voxemo predict` prints for that file).
+    pipeline's labels (what `voxemo predict` prints for that file). A `speaker_norm` pipeline hears
+    every clip of the corpus, so each speaker is standardised over all their clips, the labels unused
+    (those it cannot score too), as it would be on a speaker's unlabelled recordings.
     """
     attr = pipe.task
     known = [u for u in manifest if getattr(u, attr) in pipe.labels]
@@ -493,7 +509,10 @@ def score_pipeline(pipe: Pipeline | Fusion, manifest: Sequence[Utterance], *, de
     if not known:
         raise ValueError(f"none of the corpus's labels ({', '.join(unmapped)}) is among the pipeline's ({', '.join(pipe.labels)})")
     shared = [c for c in pipe.labels if any(getattr(u, attr) == c for u in known)]
-    probs = pipe.hear(load_clips(known, pipe.audio, decode_progress), [u.speaker for u in known])
+    heard = list(manifest) if pipe.speaker_norm else known
+    probs = pipe.hear(load_clips(heard, pipe.audio, decode_progress), [u.speaker for u in heard])
+    if pipe.speaker_norm:
+        probs = probs[[i for i, u in enumerate(heard) if getattr(u, attr) in pipe.labels]]
     cols = [pipe.labels.index(c) for c in shared]
     pred = probs[:, cols].argmax(1)
     y = np.array([shared.index(getattr(u, attr)) for u in known])

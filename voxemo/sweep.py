@@ -150,7 +150,7 @@ def nested_sweep(manifest: Sequence, exp, space: dict, run_dir: Path, *, trials:
     executor: an embedded instance on this machine), the retrains run through it.
     """
     from .executors import LocalExecutor, ray_init
-    from .experiment import FoldInputs, degraded_inputs, load_clips, model_inputs, run_fold
+    from .experiment import FoldInputs, copy_inputs, load_clips, model_inputs, run_fold
     from .runs import finish_run, plan_folds
 
     if exp.is_baseline or exp.per_gender:
@@ -164,7 +164,7 @@ def nested_sweep(manifest: Sequence, exp, space: dict, run_dir: Path, *, trials:
     clips = load_clips(plan.utts, exp.audio, decode_progress)
     inputs = FoldInputs(exp, clips, model_inputs(exp, plan.utts, clips), torch.as_tensor(plan.y, dtype=torch.long),
                         plan.classes, np.array([u.gender for u in plan.utts]), np.array([u.speaker for u in plan.utts]),
-                        degraded_inputs(exp, plan.utts))
+                        copy_inputs(exp, plan.utts))
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     config = {**exp.to_dict(), "sweep": {"space": space, "trials": trials, "scheduler": "ASHA",
