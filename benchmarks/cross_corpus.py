@@ -9,7 +9,9 @@ every speaker of the training corpus but 2 validation speakers, early stopping o
 emotion the model knows, predictions restricted to the emotions the two corpora share, here neutral,
 happy, sad, angry, fearful and disgust; chance 1/6). Both directions, RAVDESS speech -> EmoDB and
 EmoDB -> RAVDESS speech. Single clips, or with per-speaker normalisation (`speaker_norm`: each test
-speaker standardised over all their clips, unlabelled). Printed side by side: UA and WA of every
+speaker standardised over all their clips, unlabelled), or single clips from a model adapted to the
+scored corpus (`-adapt`: `voxemo adapt`, the normaliser refit on all the corpus's clips, unlabelled;
+one corpus is one domain here). Printed side by side: UA and WA of every
 variant and direction, and the goal.
 
 Each finished cell is written to --out at once; a rerun with the same --out skips finished cells.
@@ -22,6 +24,7 @@ import json
 import time
 from pathlib import Path
 
+from voxemo.adapt import adapt
 from voxemo.corpora import scan
 from voxemo.experiment import Experiment, score_pipeline, train_pipeline
 
@@ -46,6 +49,10 @@ VARIANTS = {  # name -> (what it is, Experiment arguments)
               dict(model="encoder_ensemble", model_overrides=LAYERS04, degraded_copies=1)),
     "edc04-sn": ("encoder_ensemble, layers 0-4, one degraded copy, per-speaker normalisation",
                  dict(model="encoder_ensemble", model_overrides=LAYERS04, degraded_copies=1, speaker_norm=True)),
+    "l04-adapt": ("encoder_head, layers 0-4, single clips, adapted to the scored corpus (voxemo adapt: its "
+                  "unlabelled clips' statistics)", dict(model="encoder_head", model_overrides=LAYERS04)),
+    "dc04-adapt": ("layers 0-4, one degraded copy of each training clip, single clips, adapted (voxemo adapt)",
+                   dict(model="encoder_head", model_overrides=LAYERS04, degraded_copies=1)),
     "vc2-sn": ("layers 0-4, two voice copies (speeds 0.9, 1.1) of each training clip, per-speaker normalisation",
                dict(model="encoder_head", model_overrides=LAYERS04, voice_copies=2, speaker_norm=True)),
     "vc2": ("layers 0-4, two voice copies (speeds 0.9, 1.1) of each training clip, single clips",
@@ -73,6 +80,8 @@ def main():
                 continue
             t0 = time.perf_counter()
             pipe, _, _ = train_pipeline(corpora[source], Experiment(**VARIANTS[name][1]))
+            if name.endswith("-adapt"):  # the normaliser refit on the scored corpus's clips, labels unused
+                adapt(pipe, [u.path for u in corpora[target]])
             m = score_pipeline(pipe, corpora[target])
             done[cell] = {"ua": m["ua"], "wa": m["wa"], "macro_f1": m["macro_f1"], "n": m["n"],
                           "classes": m["classes"], "confusion": m["confusion"],

@@ -532,6 +532,40 @@ def fuse_cmd(
                              "corpus (voxemo evaluate) but does not label single clips"), highlight=False)
 
 
+@app.command("adapt")
+def adapt_cmd(
+    inputs: Annotated[list[Path], typer.Argument(help="Your recordings, unlabelled: audio files or folders (searched recursively), or a .txt list of paths. At least 20 with speech.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Pipeline path for the adapted model: writes OUT.safetensors and OUT.json.")],
+    model: Annotated[Optional[Path], typer.Option("--model", "-m", help="Pipeline path, or a bundled model: voxemo_whisper (the default) or voxemo_net.")] = None,
+    force: ForceOpt = False,
+    encoder: EncoderOpt = None,
+):
+    """Adapt a model to your voices, rooms and microphones without labels: its input standardisation is
+    refit on your recordings (each corpus standardised with its own statistics); nothing else changes."""
+    from .adapt import adapt
+    from .fusion import load_pipeline_or_fusion
+    from .pipeline import PipelineError, pipeline_files
+    from .predict import resolve_model
+
+    for p in pipeline_files(out):
+        refuse_overwrite(p, force)
+    files = expand_inputs(inputs)
+    try:
+        pipe = load_pipeline_or_fusion(resolve_model(model), encoder)
+        with progress_bar() as bar:
+            task = bar.add_task("hearing your recordings", total=len(files))
+            got = adapt(pipe, files, progress=lambda n: bar.advance(task, n))
+    except PipelineError as e:
+        fail(str(e))
+    for e in got["errors"]:
+        err.print(styled("skipped:", "yellow", f" {e['error']}"), highlight=False, soft_wrap=True)
+    pipe.meta["adapted"]["source"] = ", ".join(str(p) for p in inputs)
+    pipe.save(out, overwrite=force)
+    console.print(f"adapted {pipe.name} on {got['clips']} recordings with speech ({len(got['no_speech'])} without speech "
+                  f"and {len(got['errors'])} unreadable skipped); written to {pipeline_files(out)[0]} and "
+                  f"{pipeline_files(out)[1].name}", highlight=False, soft_wrap=True)
+
+
 @app.command("reproduce")
 def reproduce_cmd(
     name: Annotated[str, typer.Argument(help="Recipe: seed000, seed001, seed002, seed003, seed004 or baselines (see voxemo/recipes/).")],

@@ -207,14 +207,25 @@ class Pipeline(nn.Module):
         return self._speaker_probabilities(clips, speakers)
 
     @torch.inference_mode()
+    def adapt(self, clips: Sequence[np.ndarray]) -> None:
+        """Refit the normaliser's statistics on decoded clips (`audio.decode`) of a new domain,
+        unlabelled: each cut by `audio.windows` as `hear` cuts it, through the front-end
+        (`voxemo.adapt` checks first that this pipeline can be adapted)."""
+        self.eval()
+        self.normalizer.fit(self._window_features([self.audio.windows(x) for x in clips]))
+
+    def _window_features(self, clips: Sequence[np.ndarray]) -> torch.Tensor:
+        """Every window's front-end output (W, ...), clip by clip, of prepared clips (each (C, N))."""
+        return torch.from_numpy(window_outputs(
+            lambda w: self.frontend(torch.from_numpy(np.ascontiguousarray(w, dtype=np.float32))).numpy(), clips))
+
+    @torch.inference_mode()
     def _speaker_probabilities(self, clips: Sequence[np.ndarray], speakers: Sequence[str]) -> np.ndarray:
         """Every window's front-end output, standardised per speaker over their windows, then the
         normaliser and the model; a clip's probabilities are its windows' mean."""
         self.eval()
-        stats = window_outputs(lambda w: self.frontend(torch.from_numpy(np.ascontiguousarray(w, dtype=np.float32))).numpy(),
-                               clips)
         who = [speakers[i] for i, c in enumerate(clips) for _ in c]
-        feats = self.normalizer(standardise_by_speaker(torch.from_numpy(stats), who))
+        feats = self.normalizer(standardise_by_speaker(self._window_features(clips), who))
         return clip_means((self.logits(feats) / self.temperature).softmax(-1).numpy(), clips)
 
     # --- files ----------------------------------------------------------------------------------

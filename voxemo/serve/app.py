@@ -57,7 +57,7 @@ CHUNK = 1024 * 1024  # bytes copied from the upload to the temporary file at a t
 MULTIPART_SLACK = 64 * 1024  # room for multipart headers and boundaries over the file's own size
 READABLE_PREFIX = "not an audio file"  # AudioError problems that mean "soundfile cannot read this" -> 415
 META_KEYS = ("corpora", "protocol", "n_train", "test_metrics", "test_protocol", "test_speakers", "licence",
-             "validation_speakers", "validation_metrics", "cv_metrics", "members")
+             "validation_speakers", "validation_metrics", "cv_metrics", "members", "adapted")
 MIN_HOP = 0.1  # s: the smallest timeline hop a request may ask for
 MAX_WINDOWS = 2400  # timeline windows one request may ask for (10 minutes of speech at a 0.25 s hop)
 BUDGET_S = 60.0  # s of work one request may take before it is answered 503
