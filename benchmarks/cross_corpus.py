@@ -57,6 +57,11 @@ VARIANTS = {  # name -> (what it is, Experiment arguments)
                dict(model="encoder_head", model_overrides=LAYERS04, voice_copies=2, speaker_norm=True)),
     "vc2": ("layers 0-4, two voice copies (speeds 0.9, 1.1) of each training clip, single clips",
             dict(model="encoder_head", model_overrides=LAYERS04, voice_copies=2)),
+    "vc2-adapt": ("layers 0-4, two voice copies of each training clip, single clips, adapted (voxemo adapt)",
+                  dict(model="encoder_head", model_overrides=LAYERS04, voice_copies=2)),
+    "dcvc2-sn": ("layers 0-4, one degraded copy and two voice copies of each training clip, per-speaker normalisation",
+                 dict(model="encoder_head", model_overrides=LAYERS04, degraded_copies=1, voice_copies=2,
+                      speaker_norm=True)),
 }
 DIRECTIONS = (("ravdess_speech", "emodb"), ("emodb", "ravdess_speech"))
 
