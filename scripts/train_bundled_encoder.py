@@ -11,7 +11,9 @@ selection (TEST: RAVDESS actors 23 and 24, whose clips are in examples/, and Emo
 
 Robustness: each training and validation clip is embedded twice, as it is and as a degraded copy
 (`augment.degrade`: noise at 5-30 dB SNR, sometimes a telephone or low-pass band and reverberation),
-and every clip is levelled to one loudness before the encoder, so gain does not move the input.
+and every clip is levelled to one loudness before the encoder, so gain does not move the input. A
+candidate may also train on voice copies of each training clip (`augment.change_speed`, speeds 0.9
+and 1.1: other voices); validation clips are never voice-copied.
 
 `--loco` first scores the candidate heads (CANDIDATES) by leaving one shared corpus out: trained on
 RAVDESS, scored on EmoDB, and trained on EmoDB, scored on RAVDESS speech, single clips, predictions
@@ -44,11 +46,12 @@ LABELS = ("neutral", "happy", "sad", "angry", "fearful", "disgust", "surprised")
 MERGE = {"calm": "neutral"}
 TEST = {"ravdess:23", "ravdess:24", "emodb:03", "emodb:08"}
 VALIDATION = {"ravdess:03", "ravdess:04", "emodb:10", "emodb:13"}
-CANDIDATES = {  # (model, its overrides) weighed by leaving a corpus out
-    "all layers": ("encoder_head", {}),
-    "layers 0-4": ("encoder_head", {"layers": [0, 1, 2, 3, 4]}),
-    "layers 1-5, wider": ("encoder_head", {"layers": [1, 2, 3, 4, 5], "hidden": 512, "dropout": 0.5}),
-    "layers 0-4, ensemble of 5": ("encoder_ensemble", {"layers": [0, 1, 2, 3, 4]}),
+CANDIDATES = {  # (model, its overrides, voice copies of each training clip) weighed by leaving a corpus out
+    "all layers": ("encoder_head", {}, 0),
+    "layers 0-4": ("encoder_head", {"layers": [0, 1, 2, 3, 4]}, 0),
+    "layers 1-5, wider": ("encoder_head", {"layers": [1, 2, 3, 4, 5], "hidden": 512, "dropout": 0.5}, 0),
+    "layers 0-4, ensemble of 5": ("encoder_ensemble", {"layers": [0, 1, 2, 3, 4]}, 0),
+    "layers 0-4, two voice copies": ("encoder_head", {"layers": [0, 1, 2, 3, 4]}, 2),
 }
 GAINS_DB = (0, -10, -20, -30)
 
@@ -60,8 +63,8 @@ def corpus(data: Path) -> list:
     return [u for u in utts if u.emotion in LABELS]
 
 
-def train_head(candidate: tuple[str, dict], x: torch.Tensor, y: torch.Tensor, val: tuple, labels, seed: int = 0):
-    model, overrides = candidate
+def train_head(candidate: tuple[str, dict, int], x: torch.Tensor, y: torch.Tensor, val: tuple, labels, seed: int = 0):
+    model, overrides, _ = candidate
     exp = Experiment(model=model, model_overrides=overrides, seed=seed)
     pipe = build(exp, list(labels))
     fit(pipe, (x, y), val, exp.train_config(), precomputed=True)
@@ -81,7 +84,14 @@ def restricted_ua(logits: np.ndarray, y: np.ndarray, labels, shared) -> float:
     return classification_metrics(y[keep], pred[keep], cols)["ua"]
 
 
-def leave_one_corpus_out(utts, x0, x1, y) -> dict:
+def training_rows(candidate: tuple[str, dict, int], rows: np.ndarray, x0, copies, y) -> tuple[torch.Tensor, torch.Tensor]:
+    """The clips of `rows`, their degraded copy and as many of their voice copies as the candidate
+    takes (copies = [degraded, voice 1, voice 2, ...]), with their labels."""
+    kept = [x0] + copies[: 1 + candidate[2]]
+    return torch.cat([x[rows] for x in kept]), torch.from_numpy(np.tile(y[rows], len(kept)))
+
+
+def leave_one_corpus_out(utts, x0, copies, y) -> dict:
     """UA of each candidate trained on one corpus and scored on the other (shared classes, single clips)."""
     ravdess = np.array([u.corpus == "ravdess" for u in utts])
     speech = np.array([u.channel == "speech" for u in utts])
@@ -94,7 +104,7 @@ def leave_one_corpus_out(utts, x0, x1, y) -> dict:
             tr = train_mask & ~val
             shared = sorted({LABELS[k] for k in y[tr].tolist()} & {LABELS[k] for k in y[test_mask].tolist()},
                             key=LABELS.index)
-            xt, yt = torch.cat([x0[tr], x1[tr]]), torch.from_numpy(np.concatenate([y[tr], y[tr]]))
+            xt, yt = training_rows(candidate, tr, x0, copies, y)
             pipe = train_head(candidate, xt, yt, (x0[val], torch.from_numpy(y[val])), LABELS)
             row[label] = restricted_ua(logits_of(pipe, x0[test_mask]), y[test_mask], list(LABELS), shared)
         row["mean"] = float(np.mean(list(row.values())))
@@ -126,21 +136,23 @@ def main():
     utts = corpus(args.data)
     y = np.array([LABELS.index(u.emotion) for u in utts])
     x0 = torch.from_numpy(embed_corpus(utts, AudioSettings())[0])
-    x1 = torch.from_numpy(embed_corpus(utts, AudioSettings(), copy=1)[0])
-    print(f"{len(utts)} clips embedded (and one degraded copy of each) in {time.perf_counter() - t0:.0f} s", flush=True)
+    voices = max(c[2] for c in CANDIDATES.values())
+    copies = [torch.from_numpy(embed_corpus(utts, AudioSettings(), copy=1)[0])]
+    copies += [torch.from_numpy(embed_corpus(utts, AudioSettings(), voice=k)[0]) for k in range(1, voices + 1)]
+    print(f"{len(utts)} clips embedded (and one degraded copy and {voices} voice copies of each) in "
+          f"{time.perf_counter() - t0:.0f} s", flush=True)
 
     choice, loco = next(iter(CANDIDATES)), None
     if args.loco:
-        loco = leave_one_corpus_out(utts, x0, x1, y)
+        loco = leave_one_corpus_out(utts, x0, copies, y)
         choice = max(loco, key=lambda k: loco[k]["mean"])
         print(f"chosen by leaving a corpus out: {choice}")
 
     speakers = np.array([u.speaker for u in utts])
     test, val = np.isin(speakers, sorted(TEST)), np.isin(speakers, sorted(VALIDATION))
     tr = ~test & ~val
-    x_train = torch.cat([x0[tr], x1[tr]])
-    y_train = torch.from_numpy(np.concatenate([y[tr], y[tr]]))
-    x_val, y_val = torch.cat([x0[val], x1[val]]), np.concatenate([y[val], y[val]])
+    x_train, y_train = training_rows(CANDIDATES[choice], tr, x0, copies, y)
+    x_val, y_val = torch.cat([x0[val], copies[0][val]]), np.concatenate([y[val], y[val]])
     pipe = train_head(CANDIDATES[choice], x_train, y_train, (x_val, torch.from_numpy(y_val)), LABELS)
 
     val_logits = logits_of(pipe, x_val)
