@@ -9,6 +9,8 @@ variances and strategies", IEEE Trans. Affective Computing). `adapt` refits the 
 statistics on a user's unlabelled recordings; nothing else changes. Every recording is heard as
 `voxemo predict` hears it (`audio.decode`, the no-speech gate, `audio.windows`, the front-end), and the
 statistics are those the normaliser was fitted with in training, now on the new recordings' windows.
+They are the statistics of what the user gives: recordings nearly all of one emotion make it the
+centre, and the model leans away from it (README says so).
 
 Written here because no library does this for our pipelines: it is a mean and a standard deviation
 of our own front-end's outputs.
