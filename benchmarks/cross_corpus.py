@@ -31,7 +31,7 @@ from voxemo.experiment import Experiment, score_pipeline, train_pipeline
 REPO = Path(__file__).resolve().parents[1]
 GOAL = 0.65
 LAYERS04 = {"layers": [0, 1, 2, 3, 4]}  # the default model's layers (configs/encoder_head_layers04.toml)
-VARIANTS = {  # name -> (what it is, Experiment arguments)
+VARIANTS = {  # name -> (what it is, Experiment arguments[, "adapt": adapted to the scored corpus])
     "all": ("encoder_head, all layers, single clips", dict(model="encoder_head")),
     "all-sn": ("encoder_head, all layers, per-speaker normalisation", dict(model="encoder_head", speaker_norm=True)),
     "l04": ("encoder_head, layers 0-4, single clips", dict(model="encoder_head", model_overrides=LAYERS04)),
@@ -50,15 +50,15 @@ VARIANTS = {  # name -> (what it is, Experiment arguments)
     "edc04-sn": ("encoder_ensemble, layers 0-4, one degraded copy, per-speaker normalisation",
                  dict(model="encoder_ensemble", model_overrides=LAYERS04, degraded_copies=1, speaker_norm=True)),
     "l04-adapt": ("encoder_head, layers 0-4, single clips, adapted to the scored corpus (voxemo adapt: its "
-                  "unlabelled clips' statistics)", dict(model="encoder_head", model_overrides=LAYERS04)),
+                  "unlabelled clips' statistics)", dict(model="encoder_head", model_overrides=LAYERS04), "adapt"),
     "dc04-adapt": ("layers 0-4, one degraded copy of each training clip, single clips, adapted (voxemo adapt)",
-                   dict(model="encoder_head", model_overrides=LAYERS04, degraded_copies=1)),
+                   dict(model="encoder_head", model_overrides=LAYERS04, degraded_copies=1), "adapt"),
     "vc2-sn": ("layers 0-4, two voice copies (speeds 0.9, 1.1) of each training clip, per-speaker normalisation",
                dict(model="encoder_head", model_overrides=LAYERS04, voice_copies=2, speaker_norm=True)),
     "vc2": ("layers 0-4, two voice copies (speeds 0.9, 1.1) of each training clip, single clips",
             dict(model="encoder_head", model_overrides=LAYERS04, voice_copies=2)),
     "vc2-adapt": ("layers 0-4, two voice copies of each training clip, single clips, adapted (voxemo adapt)",
-                  dict(model="encoder_head", model_overrides=LAYERS04, voice_copies=2)),
+                  dict(model="encoder_head", model_overrides=LAYERS04, voice_copies=2), "adapt"),
     "dcvc2-sn": ("layers 0-4, one degraded copy and two voice copies of each training clip, per-speaker normalisation",
                  dict(model="encoder_head", model_overrides=LAYERS04, degraded_copies=1, voice_copies=2,
                       speaker_norm=True)),
@@ -85,7 +85,7 @@ def main():
                 continue
             t0 = time.perf_counter()
             pipe, _, _ = train_pipeline(corpora[source], Experiment(**VARIANTS[name][1]))
-            if name.endswith("-adapt"):  # the normaliser refit on the scored corpus's clips, labels unused
+            if "adapt" in VARIANTS[name][2:]:  # the normaliser refit on the scored corpus's clips, labels unused
                 adapt(pipe, [u.path for u in corpora[target]])
             m = score_pipeline(pipe, corpora[target])
             done[cell] = {"ua": m["ua"], "wa": m["wa"], "macro_f1": m["macro_f1"], "n": m["n"],
