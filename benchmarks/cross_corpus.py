@@ -62,6 +62,14 @@ VARIANTS = {  # name -> (what it is, Experiment arguments[, "adapt": adapted to 
     "dcvc2-sn": ("layers 0-4, one degraded copy and two voice copies of each training clip, per-speaker normalisation",
                  dict(model="encoder_head", model_overrides=LAYERS04, degraded_copies=1, voice_copies=2,
                       speaker_norm=True)),
+    "probe4-sn": ("encoder_probe (linear) on layer 4, per-speaker normalisation",
+                  dict(model="encoder_probe", speaker_norm=True)),
+    "probe26-sn": ("encoder_probe (linear) on layers 2-6, per-speaker normalisation",
+                   dict(model="encoder_probe", model_overrides={"layers": [2, 3, 4, 5, 6]}, speaker_norm=True)),
+    "l04-lin-sn": ("encoder_head, layers 0-4, linear after the layer sum, per-speaker normalisation",
+                   dict(model="encoder_head", model_overrides={**LAYERS04, "hidden": 0}, speaker_norm=True)),
+    "l04-raw-sn": ("encoder_head, layers 0-4, no per-clip norm, per-speaker normalisation",
+                   dict(model="encoder_head", model_overrides={**LAYERS04, "per_clip_norm": False}, speaker_norm=True)),
 }
 DIRECTIONS = (("ravdess_speech", "emodb"), ("emodb", "ravdess_speech"))
 
