@@ -73,6 +73,12 @@ def test_shapes_of_every_kind(waves):
     mean = Frontend(FrontendConfig(kind="mean_mfcc"))(x)
     assert mean.shape == (2, 301)
     np.testing.assert_allclose(mean.numpy(), Frontend(FrontendConfig(kind="mfcc"))(x).mean(1).numpy(), atol=1e-5)
+    per_coefficient = Frontend(FrontendConfig(kind="mfcc_time_mean", n_mfcc=13))(x)  # one vector a clip
+    assert per_coefficient.shape == (2, 13)
+    np.testing.assert_allclose(per_coefficient.numpy(), Frontend(FrontendConfig(kind="mfcc", n_mfcc=13))(x).mean(2).numpy(),
+                               atol=1e-4)
+    with pytest.raises(ValueError, match="1-D series"):
+        Frontend(FrontendConfig(kind="mfcc_time_mean", chunks=7))
     assert Frontend(FrontendConfig(kind="logmel"))(x[0]).shape == (1, 128, 301)  # (N,) is a batch of one
 
 

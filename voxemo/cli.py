@@ -128,7 +128,7 @@ def data_info(
 @app.command("features")
 def features(
     path: Annotated[str, typer.Argument(help="Corpus folder, or NAME:FOLDER; with a .parquet --out, any folder of audio files or a .txt list of paths.")],
-    kind: Annotated[str, typer.Option("--kind", "-k", help="logmel, mfcc, stft, mean_mfcc, egemaps, compare, or whisper (Whisper base's per-layer mean and std, cached per clip); egemaps and compare not with a .parquet --out.")] = "logmel",
+    kind: Annotated[str, typer.Option("--kind", "-k", help="logmel, mfcc, stft, mean_mfcc, mfcc_time_mean, egemaps, compare, or whisper (Whisper base's per-layer mean and std, cached per clip); egemaps and compare not with a .parquet --out.")] = "logmel",
     out: Annotated[Path, typer.Option("--out", "-o", help="Output .npz file (features, lengths, path, emotion, speaker, gender), or a folder ending in .parquet: Parquet parts written as results come, a rerun skipping the files already in them (for large file lists).")] = Path("features.npz"),
     corpus: CorpusOpt = None,
     strict: StrictOpt = False,
@@ -136,7 +136,7 @@ def features(
     offset: Annotated[Optional[float], typer.Option(help="Seconds skipped at the start of each clip.  [default: 0.5, the papers'; 0 for whisper]")] = None,
     duration: Annotated[Optional[float], typer.Option(help="Seconds kept per clip, zero-padded when shorter; 0 keeps whole clips.  [default: 3, the papers'; whole clips for whisper]")] = None,
     n_mels: Annotated[int, typer.Option(help="Mel bands (logmel, mfcc).")] = 128,
-    n_mfcc: Annotated[int, typer.Option(help="Cepstral coefficients (mfcc, mean_mfcc).")] = 40,
+    n_mfcc: Annotated[int, typer.Option(help="Cepstral coefficients (mfcc, mean_mfcc, mfcc_time_mean).")] = 40,
     cache: Annotated[bool, typer.Option(help="Use the decoded-waveform cache ($VOXEMO_CACHE_DIR or the user cache folder).")] = True,
     executor: Annotated[str, typer.Option("--executor", help="With a .parquet --out: local (this process) or ray (a pool of Ray Data workers, each loading the front-end or encoder once; needs voxemo[ray]).")] = "local",
     ray_address: RayAddressOpt = None, cpus_per_task: TaskCpusOpt = 1,

@@ -106,7 +106,7 @@ def extract_features(
     """Decode (through the cache), crop (`settings.crop`, the training crop) and compute `kind`
     features for every utterance that loads.
 
-    kind: a front-end kind ("logmel", "mfcc", "stft", "mean_mfcc") or an openSMILE set
+    kind: a front-end kind ("logmel", "mfcc", "stft", "mean_mfcc", "mfcc_time_mean") or an openSMILE set
     ("egemaps", "compare"). Clips that fail to load are listed in `skipped`, not fatal.
     `progress` is called once per clip decoded and once per clip featurised.
     """

@@ -10,6 +10,11 @@ Kinds (FrontendConfig.kind):
                                                                             (B, n_fft // 2, T)
 - "mean_mfcc": the per-frame mean over the MFCC coefficients, a 1-D series (seed 002_0b61)
                                                                             (B, T)
+- "mfcc_time_mean": the mean over the frames of each MFCC coefficient, one vector a clip, read by a
+               1-D network as an n_mfcc-step series: the other reading of seed 002_0b61's "mean
+               MFCC", the clip vector of the common RAVDESS recipe (librosa's MFCCs averaged over
+               time); frames of zero padding count in the mean, so compare clips of one length
+                                                                            (B, n_mfcc)
 Then, optionally, a chunker: `chunks=N` cuts the time axis into N equal chunks (seed 001_289f uses 7;
 frames past N * (T // N) are dropped), or `window_frames=W, window_hop=H` cuts sliding windows;
 either gives (B, C, F, W).
@@ -45,7 +50,8 @@ N_MFCC = 40
 PREEMPHASIS = 0.97
 AMIN = 1e-10  # floor before the log, as librosa.power_to_db
 TOP_DB = 80.0  # dynamic range kept below each clip's peak, as librosa.power_to_db
-KINDS = ("logmel", "mfcc", "stft", "mean_mfcc", "whisper", "whisper_frames")
+KINDS = ("logmel", "mfcc", "stft", "mean_mfcc", "mfcc_time_mean", "whisper", "whisper_frames")
+SERIES_KINDS = ("mean_mfcc", "mfcc_time_mean")  # one value a step, (B, T) or (B, n_mfcc): no bins, no chunks
 ENCODER_KINDS = ("whisper", "whisper_frames")  # kinds that run a frozen pretrained encoder (EncoderStats, EncoderFrames)
 
 
@@ -65,8 +71,8 @@ class FrontendConfig:
     n_mels: int = N_MELS  # mel bands (logmel, mfcc)
     fmin: float = 0.0  # lowest mel band edge, Hz
     fmax: float | None = None  # highest mel band edge, Hz; None = sample_rate / 2
-    n_mfcc: int = N_MFCC  # cepstral coefficients kept (mfcc, mean_mfcc)
-    preemphasis: float = PREEMPHASIS  # b in 1 - b z^-1 (mfcc, mean_mfcc); 0 turns it off
+    n_mfcc: int = N_MFCC  # cepstral coefficients kept (mfcc, mean_mfcc, mfcc_time_mean)
+    preemphasis: float = PREEMPHASIS  # b in 1 - b z^-1 (the MFCC kinds); 0 turns it off
     log: bool = True  # dB scale (logmel, stft); off gives power (logmel) or magnitude (stft)
     top_db: float | None = TOP_DB  # clip each example at its peak minus top_db; None keeps all
     chunks: int | None = None  # cut the time axis into this many equal chunks
@@ -216,6 +222,13 @@ class MeanMFCC(nn.Module):
         return self.mfcc(x).mean(dim=1)
 
 
+class MFCCTimeMean(MeanMFCC):
+    """(B, N) -> (B, n_mfcc): the mean over the frames of each MFCC coefficient."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.mfcc(x).mean(dim=2)
+
+
 class LinearSTFT(nn.Module):
     """(B, N) -> STFT magnitude without the Nyquist bin (B, n_fft // 2, T), in dB when cfg.log."""
 
@@ -256,7 +269,7 @@ class Chunker(nn.Module):
         return f.unfold(-1, w, h).movedim(-2, 1)  # (B, C, F, W)
 
 
-FEATURES = {"logmel": LogMel, "mfcc": MFCC, "stft": LinearSTFT, "mean_mfcc": MeanMFCC}
+FEATURES = {"logmel": LogMel, "mfcc": MFCC, "stft": LinearSTFT, "mean_mfcc": MeanMFCC, "mfcc_time_mean": MFCCTimeMean}
 
 
 class EncoderStats(nn.Module):
@@ -306,7 +319,7 @@ class EncoderFrames(EncoderStats):
 
 
 class Frontend(nn.Module):
-    """Waveforms (B, N) at `sample_rate` Hz -> features, as FrontendConfig says: (B, F, T), (B, T),
+    """Waveforms (B, N) at `sample_rate` Hz -> features, as FrontendConfig says: (B, F, T), a series (B, T) or (B, n_mfcc),
     chunked (B, C, F, W), or a pretrained encoder's statistics (B, L + 1, 2, D) (kind "whisper") or
     frames (B, L + 1, S', D) (kind "whisper_frames"), which need the `encoder` module)."""
 
@@ -321,8 +334,8 @@ class Frontend(nn.Module):
         else:
             self.features = FEATURES[cfg.kind](cfg, sample_rate)
         chunked = cfg.chunks is not None or cfg.window_frames is not None
-        if chunked and cfg.kind == "mean_mfcc":
-            raise ValueError("mean_mfcc is a 1-D series; chunking applies to feature maps")
+        if chunked and cfg.kind in SERIES_KINDS:
+            raise ValueError(f"{cfg.kind} is a 1-D series; chunking applies to feature maps")
         self.chunker = Chunker(cfg.chunks, cfg.window_frames, cfg.window_hop) if chunked else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -25,7 +25,7 @@ from typing import Callable, Sequence
 
 from . import __version__
 from .audio import AudioSettings
-from .features import ENCODER_KINDS, Frontend, FrontendConfig
+from .features import ENCODER_KINDS, SERIES_KINDS, Frontend, FrontendConfig
 
 FORMAT = "voxemo-pipeline/1"
 ENCODER_NAME = "whisper-base"  # the pretrained encoder a "whisper" or "whisper_frames" front-end runs (voxemo.encoders)
@@ -34,8 +34,8 @@ ENCODER_NAME = "whisper-base"  # the pretrained encoder a "whisper" or "whisper_
 class Normalizer(nn.Module):
     """Per-feature-bin standardisation with statistics from training data only.
 
-    Feature maps (B, F, T) and windows (B, C, F, W) are standardised per bin F; a 1-D series (B, T)
-    with one mean and std.
+    Feature maps (B, F, T) and windows (B, C, F, W) are standardised per bin F; a 1-D series (B, T) or
+    (B, n_mfcc) with one mean and std.
     """
 
     def __init__(self, n_bins: int):
@@ -136,7 +136,7 @@ class Pipeline(nn.Module):
             used = getattr(model, "reads", getattr(model, "layers", None))
             self.frontend.features.upto = max(used) if used else None
         else:
-            self.normalizer = Normalizer(1 if frontend.kind == "mean_mfcc" else self._n_bins(frontend))
+            self.normalizer = Normalizer(1 if frontend.kind in SERIES_KINDS else self._n_bins(frontend))
         self.model = model
         self.labels = list(labels)
         self.audio = audio
