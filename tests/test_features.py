@@ -119,3 +119,21 @@ def test_egemaps_functionals(waves):
     assert feats.shape == (2, 88) and len(names) == 88 and np.isfinite(feats).all()
     assert "F0semitoneFrom27.5Hz_sma3nz_amean" in names
     assert not np.allclose(feats[0], feats[1])
+
+
+def test_clip_vectors_standardised_per_coefficient_and_series_as_one(waves):
+    """mfcc_time_mean's 40 coefficients differ in scale (c0 is hundreds of dB): each is standardised
+    on its own; mean_mfcc's steps are one series over time and share one mean and std."""
+    from voxemo.experiment import Experiment, build
+
+    x = batch(waves[:4])
+    vec = build(Experiment(model="cnn1d_mean_mfcc", frontend={"kind": "mfcc_time_mean"}), ["female", "male"])
+    f = vec.frontend(x)  # (4, 40)
+    z = vec.normalizer.fit(f)(f)
+    torch.testing.assert_close(z.mean(0), torch.zeros(40), atol=1e-4, rtol=0)
+    torch.testing.assert_close(z.std(0), torch.ones(40), atol=1e-4, rtol=0)
+    assert vec.model(z).shape == (4, 2)  # the 1-D CNN reads the vector as a 40-step series
+    series = build(Experiment(model="cnn1d_mean_mfcc"), ["female", "male"])
+    s = series.frontend(x)  # (4, 301)
+    zs = series.normalizer.fit(s)(s)
+    assert len(series.normalizer.mean) == 1 and abs(float(zs.mean())) < 1e-4 and abs(float(zs.std()) - 1) < 1e-3

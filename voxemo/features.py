@@ -51,7 +51,7 @@ PREEMPHASIS = 0.97
 AMIN = 1e-10  # floor before the log, as librosa.power_to_db
 TOP_DB = 80.0  # dynamic range kept below each clip's peak, as librosa.power_to_db
 KINDS = ("logmel", "mfcc", "stft", "mean_mfcc", "mfcc_time_mean", "whisper", "whisper_frames")
-SERIES_KINDS = ("mean_mfcc", "mfcc_time_mean")  # one value a step, (B, T) or (B, n_mfcc): no bins, no chunks
+SERIES_KINDS = ("mean_mfcc", "mfcc_time_mean")  # a 1-D output a clip, (B, T) or (B, n_mfcc): nothing to chunk
 ENCODER_KINDS = ("whisper", "whisper_frames")  # kinds that run a frozen pretrained encoder (EncoderStats, EncoderFrames)
 
 

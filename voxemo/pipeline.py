@@ -25,7 +25,7 @@ from typing import Callable, Sequence
 
 from . import __version__
 from .audio import AudioSettings
-from .features import ENCODER_KINDS, SERIES_KINDS, Frontend, FrontendConfig
+from .features import ENCODER_KINDS, Frontend, FrontendConfig
 
 FORMAT = "voxemo-pipeline/1"
 ENCODER_NAME = "whisper-base"  # the pretrained encoder a "whisper" or "whisper_frames" front-end runs (voxemo.encoders)
@@ -34,8 +34,9 @@ ENCODER_NAME = "whisper-base"  # the pretrained encoder a "whisper" or "whisper_
 class Normalizer(nn.Module):
     """Per-feature-bin standardisation with statistics from training data only.
 
-    Feature maps (B, F, T) and windows (B, C, F, W) are standardised per bin F; a 1-D series (B, T) or
-    (B, n_mfcc) with one mean and std.
+    Feature maps (B, F, T) and windows (B, C, F, W) are standardised per bin F, and so is a vector a
+    clip (B, F) when the normaliser has F bins; a 1-D series over time (B, T) with one mean and std
+    (a normaliser of one bin).
     """
 
     def __init__(self, n_bins: int):
@@ -45,10 +46,13 @@ class Normalizer(nn.Module):
 
     @torch.no_grad()
     def fit(self, feats: torch.Tensor) -> "Normalizer":
-        """feats: training features (B, F, T), (B, C, F, W) or (B, T)."""
-        if feats.dim() == 2:
+        """feats: training features (B, F, T), (B, C, F, W), (B, F) or (B, T)."""
+        if feats.dim() == 2 and len(self.mean) == 1:
             self.mean.fill_(feats.mean())
             self.std.fill_(feats.std().clamp_min(1e-5))
+        elif feats.dim() == 2:
+            self.mean.copy_(feats.mean(0))
+            self.std.copy_(feats.std(0).clamp_min(1e-5))
         else:
             per_bin = feats.movedim(-2, 0).reshape(feats.shape[-2], -1)  # (F, everything else)
             self.mean.copy_(per_bin.mean(1))
@@ -57,7 +61,7 @@ class Normalizer(nn.Module):
 
     def forward(self, f: torch.Tensor) -> torch.Tensor:
         if f.dim() == 2:
-            return (f - self.mean[0]) / self.std[0]
+            return (f - self.mean) / self.std  # one bin broadcasts over the series; F bins over the vector
         return (f - self.mean[:, None]) / self.std[:, None]
 
 
@@ -136,7 +140,7 @@ class Pipeline(nn.Module):
             used = getattr(model, "reads", getattr(model, "layers", None))
             self.frontend.features.upto = max(used) if used else None
         else:
-            self.normalizer = Normalizer(1 if frontend.kind in SERIES_KINDS else self._n_bins(frontend))
+            self.normalizer = Normalizer(1 if frontend.kind == "mean_mfcc" else self._n_bins(frontend))
         self.model = model
         self.labels = list(labels)
         self.audio = audio
@@ -148,7 +152,7 @@ class Pipeline(nn.Module):
 
     @staticmethod
     def _n_bins(cfg: FrontendConfig) -> int:
-        return {"logmel": cfg.n_mels, "mfcc": cfg.n_mfcc, "stft": cfg.n_fft // 2}[cfg.kind]
+        return {"logmel": cfg.n_mels, "mfcc": cfg.n_mfcc, "mfcc_time_mean": cfg.n_mfcc, "stft": cfg.n_fft // 2}[cfg.kind]
 
     @property
     def speaker_norm(self) -> bool:
