@@ -38,6 +38,11 @@ def test_recipe_settings_follow_the_papers():
     r = load_recipe("seed002")
     e = Experiment(**row_experiments(r, r["row"][0])["paper_protocol"])
     assert e.intensity == "strong" and "neutral" not in e.emotions and e.ratios == (0.7, 0.15, 0.15)
+    read_over_time = [row for row in r["row"] if "time mean" in row["label"]]  # the other reading of "mean MFCC"
+    assert [row["common"].get("task", "emotion") for row in read_over_time] == ["gender", "emotion"]
+    for row in read_over_time:
+        e = Experiment(**row_experiments(r, row, full=True)["speaker_independent"])
+        assert e.frontend_config().kind == "mfcc_time_mean" and e.frontend_config().n_mfcc == 40
     r = load_recipe("seed004")
     e = Experiment(**row_experiments(r, r["row"][0])["paper_protocol"])
     assert e.protocol == "repeated-kfold" and e.train_config().optimizer == "sgd"
