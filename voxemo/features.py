@@ -319,9 +319,10 @@ class EncoderFrames(EncoderStats):
 
 
 class Frontend(nn.Module):
-    """Waveforms (B, N) at `sample_rate` Hz -> features, as FrontendConfig says: (B, F, T), a series (B, T) or (B, n_mfcc),
-    chunked (B, C, F, W), or a pretrained encoder's statistics (B, L + 1, 2, D) (kind "whisper") or
-    frames (B, L + 1, S', D) (kind "whisper_frames"), which need the `encoder` module)."""
+    """Waveforms (B, N) at `sample_rate` Hz -> features, as FrontendConfig says: (B, F, T), a series
+    (B, T) or (B, n_mfcc), chunked (B, C, F, W), or a pretrained encoder's statistics (B, L + 1, 2, D)
+    (kind "whisper") or frames (B, L + 1, S', D) (kind "whisper_frames"), which need the `encoder`
+    module)."""
 
     def __init__(self, cfg: FrontendConfig, sample_rate: int = SAMPLE_RATE, encoder: nn.Module | None = None):
         super().__init__()
