@@ -175,6 +175,12 @@ def test_each_network_row_is_set_beside_the_svm_on_the_same_test_folds():
     rows = [net, other, svm]
     assert same_folds(net, rows)["wa"]["folds"] == [0.40]  # fold 1 only, as the network ran
     assert same_folds(other, rows) is None and same_folds(svm, rows) is None
+    emotions, voices = ["neutral", "happy"], ["female", "male"]  # same folds, other task: not its reference
+    svm_gender = {**svm, "label": "reference: gender",
+                  "speaker_independent": {**run(["fold 1/6: test ravdess:01,ravdess:19"], [0.95]), "classes": voices}}
+    gender_net = {**net, "label": "gender CNN", "speaker_independent": {**net["speaker_independent"], "classes": voices}}
+    svm_emotion = {**svm, "speaker_independent": {**svm["speaker_independent"], "classes": emotions}}
+    assert same_folds(gender_net, [svm_emotion, svm_gender])["wa"]["folds"] == [0.95]
     table = table_markdown({"recipe": "seed003", "title": "t", "paper_protocol": "p", "quick": False, "full": True,
                             "seconds": 60.0, "sitting_seconds": 60.0, "rows": rows}).splitlines()
     header = next(i for i, line in enumerate(table) if line.startswith("| experiment"))

@@ -189,17 +189,20 @@ def _run(m: dict | None) -> str:
 
 
 def same_folds(row: dict, rows: list[dict], protocol: str = "speaker_independent") -> dict | None:
-    """The ComParE + SVM reference on the folds `row` ran (`protocol`): of a baseline row whose folds
-    begin with the same test folds (fold name and test clips), its per-fold figures over those
-    folds, {metric: {"mean", "std", "folds"}}; None when the recipe has no such row."""
+    """The ComParE + SVM reference on the folds `row` ran (`protocol`): of a baseline row with the
+    same classes (a gender row's reference tells voices apart, not emotions, on the same folds)
+    whose folds begin with the same test folds (fold name and test clips), its per-fold figures over
+    those folds, {metric: {"mean", "std", "folds"}}; None when the recipe has no such row."""
     from ..baseline import BASELINES
 
-    keys = (row.get(protocol) or {}).get("fold_keys")
+    ran = row.get(protocol) or {}
+    keys = ran.get("fold_keys")
     if not keys or row.get("model") in BASELINES:
         return None
     for ref in rows:
         m = ref.get(protocol) or {}
-        if ref.get("model") == "compare_svm" and m.get("fold_keys", [])[: len(keys)] == keys:
+        if (ref.get("model") == "compare_svm" and m.get("classes") == ran.get("classes")
+                and m.get("fold_keys", [])[: len(keys)] == keys):
             kept = {k: m[k]["folds"][: len(keys)] for k in ("ua", "wa", "macro_f1")}
             return {k: {"mean": float(np.mean(v)), "std": float(np.std(v)), "folds": v} for k, v in kept.items()}
     return None
