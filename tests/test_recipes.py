@@ -5,7 +5,7 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from voxemo.cli import app
+from voxemo.cli import app, fold_printer
 from voxemo.experiment import Experiment
 from voxemo.recipes import list_recipes, load_recipe, row_experiments, same_folds
 
@@ -65,6 +65,7 @@ def test_quick_reproduce_writes_the_table(tmp_path):
     svm = next(r for r in res["rows"] if r["model"] == "compare_svm")  # the reference, on the network's test folds
     assert same_folds(row, res["rows"])["wa"]["folds"] == svm["speaker_independent"]["wa"]["folds"][:1]
     assert row["paper_protocol"]["seconds"] > 0 and row["paper_protocol"]["flags"] == [row["paper_protocol"]["flags"][0]]
+    assert f"seed001: {row['label']} [paper_protocol] fold 1/1: UA" in r.output  # each fold's line as it finishes
     # the same --out again: refused without --resume; with it, every fold is kept and nothing retrains
     again = CliRunner().invoke(app, ["reproduce", "seed001", "--data", str(DATA), "--quick", "--out", str(out)])
     assert again.exit_code == 2 and "--resume" in again.output
@@ -73,8 +74,24 @@ def test_quick_reproduce_writes_the_table(tmp_path):
     res2 = json.loads((out / "results.json").read_text())
     assert res2["rows"][0]["paper_protocol"]["wa"] == row["paper_protocol"]["wa"]
     assert res2["rows"][0]["paper_protocol"]["seconds"] >= row["paper_protocol"]["seconds"]  # the earlier sitting counted
+    assert "fold 1/1" not in resumed.output  # kept folds print no line
     bad = CliRunner().invoke(app, ["reproduce", "seed999", "--data", str(DATA)])
     assert bad.exit_code == 2 and "unknown recipe" in bad.output
+
+
+def test_a_long_run_prints_each_fold_and_the_time_left(capsys):
+    on_fold = fold_printer("seed004")
+    fold = {"ua": 0.5, "wa": 0.55, "macro_f1": 0.45, "epochs_run": 40}
+    on_fold("CNN [paper_protocol]", 0, 4, {**fold, "seconds": 600.0, "resumed": True})  # kept from a sitting before
+    assert capsys.readouterr().err == ""
+    on_fold("CNN [paper_protocol]", 1, 4, {**fold, "seconds": 1200.0})
+    line = capsys.readouterr().err
+    assert "seed004: CNN [paper_protocol] fold 2/4: UA 50.0, WA 55.0, macro-F1 45.0, 40 epochs, 20 min" in line
+    assert "2 folds left, about 30 min" in line  # at the mean pace of both finished folds
+    on_fold("LSTM [paper_protocol]", 0, 2, {**fold, "seconds": 5400.0})  # another run keeps its own pace
+    assert "1 fold left, about 90 min" in capsys.readouterr().err
+    on_fold("SVM [paper_protocol]", 0, 50, dict(fold))  # an SVM fold: no seconds, no line
+    assert capsys.readouterr().err == ""
 
 
 def test_leaky_copies_are_made_before_the_split_and_only_on_request():

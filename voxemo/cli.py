@@ -566,6 +566,34 @@ def adapt_cmd(
                   f"{pipeline_files(out)[1].name}", highlight=False, soft_wrap=True)
 
 
+def duration(seconds: float) -> str:
+    """45 s, 12 min, 3.4 h."""
+    return f"{seconds:.0f} s" if seconds < 60 else f"{seconds / 60:.0f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
+
+
+def fold_printer(name: str):
+    """on_fold for `reproduce`: a line on stderr as each network fold finishes (its figures and wall
+    time, and the time its run's remaining folds will take at the mean pace of its finished ones,
+    folds kept from earlier sittings included), so an hours-long --full run shows where it is, also
+    in a log file. Kept folds and the SVM rows' folds (seconds each) print nothing."""
+    paces: dict[str, list[float]] = {}
+
+    def on_fold(run: str, i: int, n: int, m: dict):
+        if m.get("seconds") is None:
+            return
+        pace = paces.setdefault(run, [])
+        pace.append(m["seconds"])
+        if m.get("resumed"):
+            return
+        left = n - len(pace)
+        eta = f"{left} fold{'s' if left != 1 else ''} left, about {duration(left * sum(pace) / len(pace))}" if left else "the run's last fold"
+        err.print(f"{name}: {run} fold {i + 1}/{n}: UA {100 * m['ua']:.1f}, WA {100 * m['wa']:.1f}, "
+                  f"macro-F1 {100 * m['macro_f1']:.1f}, {m.get('epochs_run')} epochs, {duration(m['seconds'])}; {eta}",
+                  highlight=False)
+
+    return on_fold
+
+
 @app.command("reproduce")
 def reproduce_cmd(
     name: Annotated[str, typer.Argument(help="Recipe: seed000, seed001, seed002, seed003, seed004 or baselines (see voxemo/recipes/).")],
@@ -603,7 +631,7 @@ def reproduce_cmd(
     with err.status("running") as status:
         try:
             results = reproduce(name, data, out, quick=quick, full=full, on_row=lambda r: status.update(f"{name}: {r}"),
-                                executor=runner, rows=chosen)
+                                executor=runner, rows=chosen, on_fold=fold_printer(name))
         except ValueError as e:
             fail(str(e))
     from rich.markdown import Markdown

@@ -335,6 +335,9 @@ def cross_validate(manifest: Sequence[Utterance], exp: Experiment, run_dir: Path
                    decode_progress: Callable[[int], None] | None = None, executor=None) -> dict:
     """Run `exp.protocol` over the selected utterances; write the run directory; return metrics.json's dict.
 
+    on_fold(i, n, m) after each fold: m is the fold's metrics with "seconds" (its wall time over every
+    sitting) and, for a fold kept from an earlier sitting (`resume`), "resumed": True.
+
     executor: where the folds run (`executors.LocalExecutor`, the default, or `RayExecutor`: each
     fold a task). Only this function writes the run directory; a remote fold returns its weights,
     written to foldNN/weights.safetensors. `resume` keeps finished folds either way; a local fold
@@ -369,7 +372,7 @@ def cross_validate(manifest: Sequence[Utterance], exp: Experiment, run_dir: Path
             fold_metrics[i], histories[i] = saved["metrics"], saved["history"]
             earlier += saved.get("seconds", 0.0)
             if on_fold:
-                on_fold(i, len(folds), fold_metrics[i])
+                on_fold(i, len(folds), {**fold_metrics[i], "seconds": saved.get("seconds"), "resumed": True})
         else:
             todo.append(i)
     local = not executor.remote
@@ -388,7 +391,7 @@ def cross_validate(manifest: Sequence[Utterance], exp: Experiment, run_dir: Path
         earlier += r["resumed_seconds"]
         (fold_dirs[i] / "metrics.json").write_text(json.dumps({k_: r[k_] for k_ in ("metrics", "history", "seconds")}))
         if on_fold:
-            on_fold(i, len(folds), r["metrics"])
+            on_fold(i, len(folds), {**r["metrics"], "seconds": r["seconds"]})
     return finish_run(run_dir, exp, exp.to_dict(), plan, fold_metrics, histories, t0 - earlier)
 
 

@@ -30,6 +30,7 @@ final `--resume` run of every row assembles the whole table from their finished 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import re
 import time
@@ -103,14 +104,17 @@ def parse_rows(spec: str, n: int) -> list[int]:
 
 
 def reproduce(name: str, data_root: Path, out_dir: Path, *, quick: bool = False, full: bool = False,
-              on_row: Callable[[str], None] | None = None, executor=None, rows: list[int] | None = None) -> dict:
+              on_row: Callable[[str], None] | None = None, executor=None, rows: list[int] | None = None,
+              on_fold: Callable[[str, int, int, dict], None] | None = None) -> dict:
     """Run every row of a recipe under both protocols; write `table.md` and `results.json` to out_dir.
 
     executor: where each row's folds run (`voxemo.executors`; default in this process). Rows run one
     after another, their folds side by side; SVM baseline rows run in this process.
     rows: only these rows (1-based), e.g. to share a long recipe between processes writing into the same
     out_dir; their table is `table-rows-A-B.md` (and results-rows-A-B.json), and a later run of every
-    row with `--resume` assembles the whole table from the finished folds."""
+    row with `--resume` assembles the whole table from the finished folds.
+    on_row(run) as each row's run starts, on_fold(run, i, n, m) as its folds finish (`cross_validate`'s
+    on_fold), run naming the row and protocol."""
     from ..experiment import Experiment, cross_validate, load_corpora
 
     recipe = load_recipe(name)
@@ -128,10 +132,12 @@ def reproduce(name: str, data_root: Path, out_dir: Path, *, quick: bool = False,
         result = {"label": row["label"], "metric": row.get("metric", "wa"), "paper": row.get("paper"),
                   "paper_train": row.get("paper_train"), "model": row.get("common", {}).get("model")}
         for key, d in row_experiments(recipe, row, quick=quick, full=full).items():
+            run = f"{row['label']} [{key}]"
             if on_row:
-                on_row(f"{row['label']} [{key}]")
+                on_row(run)
             exp = Experiment(**d)
-            m = cross_validate(manifest, exp, out_dir / f"row{i + 1:02d}-{key}", resume=True, executor=executor)
+            m = cross_validate(manifest, exp, out_dir / f"row{i + 1:02d}-{key}", resume=True, executor=executor,
+                               on_fold=None if on_fold is None else functools.partial(on_fold, run))
             result[key] = {k: m[k] for k in ("ua", "wa", "macro_f1")} | {
                 "protocol": m["protocol"], "speaker_independent": m["speaker_independent"],
                 "classes": m["classes"], "folds_run": len(m["folds"]),
