@@ -1,6 +1,9 @@
 """Every recipe parses into valid experiments; one recipe runs end to end in --quick mode."""
 
+import dataclasses
 import json
+import re
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -234,3 +237,19 @@ def test_rows_run_a_part_of_a_recipe_and_write_their_own_table(tmp_path, monkeyp
     assert "LEAKY" in (tmp_path / "table-rows-2-3.md").read_text()
     bad = CliRunner().invoke(app, ["reproduce", "seed001", "--data", str(DATA), "--rows", "4", "--out", str(tmp_path / "x")])
     assert bad.exit_code == 2 and "--rows" in bad.output
+
+
+@pytest.mark.parametrize("config", sorted((Path(__file__).parents[1] / "configs").glob("seed00*.toml")), ids=lambda p: p.stem)
+def test_each_experiment_config_is_its_recipe_row_but_for_its_training_settings(config):
+    """RESULTS reads each config's `voxemo cv` runs against a recipe row's --full run: the command in the
+    config's header must build that row's paper-protocol experiment, changed in its [train] only (or
+    not at all: seed002_mfcc_time_mean.toml is rows 13-14, run before they were rows)."""
+    recipe = load_recipe(config.name[:7])
+    rows = [Experiment(**row_experiments(recipe, row, full=True)["paper_protocol"]) for row in recipe["row"]]
+    commands = [line for line in config.read_text().splitlines() if line.startswith("# OMP_NUM_THREADS=1 voxemo cv")]
+    assert commands, f"{config.name} shows no command"
+    for command in commands:
+        assert f"--config configs/{config.name}" in command
+        exp = Experiment.from_config(config, **dict(re.findall(r"--(model|gender|task) (\S+)", command)))
+        twins = [r for r in rows if dataclasses.replace(r, train=exp.train) == exp]
+        assert len(twins) == 1, f"{command}: {len(twins)} recipe rows"
