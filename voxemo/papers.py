@@ -98,7 +98,8 @@ SEED003 = dict(per_window=False, train=SEED003_TRAIN, paper="seed 003_2f41", not
     "Adam lr 1e-3 and weight decay 1e-4 are the paper's; batch 32, at most 50 epochs and patience 10 are ours."))
 SEED004 = dict(frontend=STFT_PATCHES, per_window=True, train=SEED004_TRAIN, paper="seed 004_d4c4", notes=(
     "SGD lr 0.01, momentum 0.8, Keras decay 1e-6 and random oversampling are the paper's; batch 32, at "
-    "most 60 epochs and patience 15 are ours. A clip's label comes from its 128 x 128 patches."))
+    "most 60 epochs and patience 15 are ours. A clip's label comes from its 128 x 128 patches: the paper "
+    "takes their majority vote, ours the mean of their probabilities (a vote of a 3-s clip's 4 patches can tie)."))
 
 RECIPES: dict[str, ModelRecipe] = {
     "conv1d_lstm": ModelRecipe(**SEED000),
