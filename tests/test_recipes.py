@@ -117,16 +117,53 @@ def test_leaky_copies_are_made_before_the_split_and_only_on_request():
     fold = leaky.folds[0]
     test_originals = {i % n for i in fold.test}
     assert test_originals & {i % n for i in fold.train}  # copies of test clips train the model
-    with pytest.raises(ValueError, match="random split"):
+    with pytest.raises(ValueError, match="speaker-dependent split"):
         Experiment(model="td_cnn_lstm", protocol="speaker-kfold", leaky_noisy_copies=1)
     users = [(name, row["label"]) for name in list_recipes() for row in load_recipe(name)["row"]
              if row.get("common", {}).get("leaky_noisy_copies")]
     assert users == [("seed001", "speech, 8 emotions, LEAKY: noisy copies made before the split")]
 
 
+def test_leaky_oversampling_balances_the_corpus_before_the_split_and_only_on_request():
+    """seed004's leaky reading: duplicates drawn from each smaller class until every class has as many
+    clips as the largest, BEFORE the repeated k-fold, so a test clip's duplicate may train the model."""
+    import numpy as np
+
+    from voxemo.corpora import scan
+    from voxemo.experiment import leaky_copies_before_split
+    from voxemo.runs import plan_folds
+
+    utts = scan(DATA / "emodb")
+    e = Experiment(model="cnn_stft", protocol="repeated-kfold", leaky_oversample=True)
+    assert not e.train_config().oversample  # already balanced: no class-balanced epochs on top
+    assert Experiment(model="cnn_stft", protocol="repeated-kfold").train_config().oversample  # the paper's, otherwise
+    plan = plan_folds(utts, e)
+    clips = [np.full(160, i, dtype=np.float32) for i in range(len(plan.utts))]  # clip i holds the value i
+    leaky, out = leaky_copies_before_split(plan, clips, e)
+    counts = np.bincount(plan.y)
+    assert counts.min() < counts.max() and (np.bincount(leaky.y) == counts.max()).all()
+    n = len(plan.utts)
+    original = np.array([int(c[0]) for c in out])  # which clip each entry duplicates
+    assert (original[:n] == np.arange(n)).all() and (leaky.y == plan.y[original]).all()
+    assert [leaky.utts[i] for i in range(len(out))] == [plan.utts[i] for i in original]
+    assert len(leaky.folds) == len(plan.folds) == 50
+    fold = leaky.folds[0]
+    assert set(original[fold.test]) & set(original[fold.train])  # duplicates of test clips train the model
+    again, _ = leaky_copies_before_split(plan, clips, e)
+    assert (again.y == leaky.y).all() and (again.folds[0].test == fold.test).all()  # seeded
+    for bad in (dict(protocol="loso"), dict(protocol="speaker-kfold"), dict(model="compare_svm")):
+        with pytest.raises(ValueError, match="speaker-dependent split"):
+            Experiment(**{"model": "cnn_stft", "protocol": "repeated-kfold", "leaky_oversample": True, **bad})
+    users = [(name, row["label"]) for name in list_recipes() for row in load_recipe(name)["row"]
+             if row.get("common", {}).get("leaky_oversample")]
+    assert users == [("seed004", "CNN on STFT patches, LEAKY: oversampled before the split")]
+
+
 def test_budgets_cap_the_networks_and_leave_the_baselines_whole():
     r = load_recipe("seed004")
-    by_model = {row["common"]["model"]: row_experiments(r, row) for row in r["row"]}
+    by_model = {}
+    for row in r["row"]:  # each model's first row (the leaky CNN row comes after the CNN's)
+        by_model.setdefault(row["common"]["model"], row_experiments(r, row))
     cnn = by_model["cnn_stft"]
     assert cnn["paper_protocol"]["train"]["epochs"] == r["budget"]["epochs"]
     assert cnn["speaker_independent"]["max_folds"] == r["budget"]["max_folds"]

@@ -70,6 +70,12 @@ class Experiment:
     # Only the "leaky" row of seed001 uses it, to show what the paper's 93.9 % would need if its
     # copies were made that way (the paper does not say); training then adds no noise of its own.
     leaky_noisy_copies: int = 0
+    # LEAKY, never a default: random oversampling BEFORE a speaker-dependent split (each smaller
+    # class's clips drawn again, with replacement, until every class has as many as the largest), so
+    # a test clip's duplicate may be in training. Only seed004's leaky row uses it: the paper
+    # oversamples at random and does not say whether before its 10-fold split; training then draws
+    # no class-balanced epochs of its own.
+    leaky_oversample: bool = False
     # encoder statistics models: this many degraded copies (augment.degrade: noise, band limit,
     # reverberation; the same copy every time) of every TRAINING clip, embedded once and added to the
     # training set after the split; validation and test clips are never copied
@@ -80,9 +86,10 @@ class Experiment:
     voice_copies: int = 0
 
     def __post_init__(self):
-        if self.leaky_noisy_copies and self.protocol != "random":
-            raise ValueError("leaky_noisy_copies applies to a random split only (speaker folds keep a clip's "
-                             "copies with their speaker)")
+        if self.leaks and (self.protocol not in ("random", "repeated-kfold") or self.is_baseline):
+            raise ValueError("leaky_noisy_copies and leaky_oversample copy clips before a speaker-dependent split "
+                             "(random or repeated-kfold) for a network: speaker folds keep a clip's copies with "
+                             f"their speaker, and the SVM baselines make no copies ({self.model}, {self.protocol})")
         if self.speaker_norm and (self.is_baseline or self.frontend_config().kind != "whisper"):
             raise ValueError(SPEAKER_NORM_MODELS.format(model=self.model))
         from .augment import VOICE_FACTORS
@@ -124,7 +131,14 @@ class Experiment:
         cfg = TrainConfig.from_dict({**self.recipe().train.to_dict(), "seed": self.seed, **self.train})
         if self.leaky_noisy_copies:  # the copies exist before the split: no noise added in training
             cfg.augment.noisy_copies, cfg.augment.noise_snr = 0, None
+        if self.leaky_oversample:  # the corpus is balanced before the split: plain shuffled epochs
+            cfg.oversample = False
         return cfg
+
+    @property
+    def leaks(self) -> bool:
+        """True when clips are copied before the split (`leaky_noisy_copies`, `leaky_oversample`)."""
+        return bool(self.leaky_noisy_copies or self.leaky_oversample)
 
     def leaky_snr(self) -> tuple[float, float]:
         """The SNR range (dB) of `leaky_noisy_copies`: the training config's augment.noise_snr."""
@@ -352,7 +366,7 @@ def cross_validate(manifest: Sequence[Utterance], exp: Experiment, run_dir: Path
     executor = executor or LocalExecutor()
     plan = plan_folds(manifest, exp)
     clips = load_clips(plan.utts, exp.audio, decode_progress)
-    if exp.leaky_noisy_copies:
+    if exp.leaks:
         plan, clips = leaky_copies_before_split(plan, clips, exp)
     utts, y, classes, folds = plan.utts, plan.y, plan.classes, plan.folds
     waves = model_inputs(exp, utts, clips)
@@ -396,23 +410,38 @@ def cross_validate(manifest: Sequence[Utterance], exp: Experiment, run_dir: Path
 
 
 def leaky_copies_before_split(plan, clips: Sequence[np.ndarray], exp: Experiment):
-    """LEAKY on purpose (seed001's "leaky" row only): `exp.leaky_noisy_copies` white-noise copies of
-    every decoded clip, at an SNR drawn from `exp.leaky_snr()`, added to the corpus BEFORE the random
-    split, which is then drawn over clips and copies alike: a test clip's copies may train the model
-    and a test fold holds copies too. Returns the plan and the clips with the copies appended."""
+    """LEAKY on purpose (one recipe row each): copies of decoded clips added to the corpus BEFORE the
+    speaker-dependent split, which is then drawn over clips and copies alike, so a test clip's copies
+    may train the model and test folds hold copies too. Two readings of papers that do not say when
+    they copied:
+    - `exp.leaky_noisy_copies` (seed001): that many white-noise copies of every clip, at an SNR drawn
+      from `exp.leaky_snr()`;
+    - `exp.leaky_oversample` (seed004): random oversampling, each smaller class's clips drawn again
+      (with replacement) until every class has as many as the largest: exact duplicates.
+    Returns the plan and the clips with the copies appended (copy k of original i: utterance i again)."""
     from .augment import add_noise
     from .runs import FoldPlan
     from .splits import make_folds
 
     gen = torch.Generator().manual_seed(exp.seed)
-    n = exp.leaky_noisy_copies
-    noisy = [add_noise(torch.from_numpy(x)[None], exp.leaky_snr(), gen)[0].numpy() for _ in range(n) for x in clips]
-    utts = list(plan.utts) * (1 + n)
-    y = np.tile(plan.y, 1 + n)
+    originals: list[int] = []  # the clip each copy copies
+    copies: list[np.ndarray] = []
+    for _ in range(exp.leaky_noisy_copies):
+        originals += range(len(clips))
+        copies += [add_noise(torch.from_numpy(x)[None], exp.leaky_snr(), gen)[0].numpy() for x in clips]
+    if exp.leaky_oversample:
+        counts = np.bincount(plan.y)
+        for c, count in enumerate(counts):
+            members = np.flatnonzero(plan.y == c)
+            drawn = members[torch.randint(len(members), (counts.max() - count,), generator=gen).numpy()]
+            originals += drawn.tolist()
+            copies += [clips[i] for i in drawn]
+    utts = [*plan.utts, *(plan.utts[i] for i in originals)]
+    y = np.concatenate([plan.y, plan.y[originals]])
     folds = make_folds(exp.protocol, utts, y, folds=exp.folds, seed=exp.seed, ratios=exp.ratios,
                        repeats=exp.repeats, val_speakers=exp.val_speakers)
     folds = folds[: exp.max_folds] if exp.max_folds else folds
-    return FoldPlan(utts, y, plan.classes, folds, plan.folds_total), [*clips, *noisy]
+    return FoldPlan(utts, y, plan.classes, folds, plan.folds_total), [*clips, *copies]
 
 
 def _per_gender_fold(exp, clips, waves, labels, classes, fold, genders, fold_dir, resume, on_epoch, speakers=None):
