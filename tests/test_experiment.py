@@ -39,6 +39,7 @@ def test_cv_writes_the_run_directory_and_resumes(six_actors, tmp_path):
     assert (out / "report.md").is_file() and (out / "confusion.png").is_file() and (out / "config.json").is_file()
     assert "speaker-independent" in (out / "report.md").read_text()
     assert "speaker k-fold, 2 of 3 folds" in (out / "report.md").read_text()  # --max-folds: 2 of the 3
+    assert "cv: cnn1d_baseline, speaker-kfold fold 2/2: UA" in r.output  # a line as each fold finishes
     again = run("cv", six_actors, "--model", "cnn1d_baseline", "--folds", "3", "--max-folds", "2", "--out", out, *QUICK)
     assert again.exit_code == 2 and "--resume" in again.output  # never overwrites a finished run
     resumed = run("cv", six_actors, "--model", "cnn1d_baseline", "--folds", "3", "--max-folds", "2", "--out", out, "--resume", *QUICK)
@@ -46,6 +47,7 @@ def test_cv_writes_the_run_directory_and_resumes(six_actors, tmp_path):
     resumed_m = json.loads((out / "metrics.json").read_text())
     assert resumed_m["ua"] == m["ua"]  # finished folds are reused
     assert resumed_m["seconds"] >= 0.9 * m["seconds"]  # and their time still counts
+    assert "cv: cnn1d_baseline" not in resumed.output  # kept folds print no line
 
 
 def test_evaluate_takes_the_bundled_folder_and_names_classes():

@@ -386,9 +386,12 @@ def cv_cmd(
         fold_task = bar.add_task("folds", total=None)
         ep = bar.add_task("training", total=None if exp.is_baseline else exp.train_config().epochs)
 
+        fold_line = fold_printer("cv")
+
         def on_fold(i, n, m):
             bar.update(fold_task, total=n, advance=1, description=f"fold {i + 1}/{n}: UA {m['ua']:.3f}")
             bar.reset(ep)
+            fold_line(f"{exp.model}, {exp.protocol}", i, n, m)
 
         try:
             metrics = cross_validate(manifest, exp, out, resume=resume, on_fold=on_fold, executor=runner,
@@ -572,10 +575,11 @@ def duration(seconds: float) -> str:
 
 
 def fold_printer(name: str):
-    """on_fold for `reproduce`: a line on stderr as each network fold finishes (its figures and wall
-    time, and the time its run's remaining folds will take at the mean pace of its finished ones,
-    folds kept from earlier sittings included), so an hours-long --full run shows where it is, also
-    in a log file. Kept folds and the SVM rows' folds (seconds each) print nothing."""
+    """on_fold for `reproduce` and `cv`: a line on stderr as each network fold finishes (its figures
+    and wall time, and the time its run's remaining folds will take at the mean pace of its finished
+    ones, folds kept from earlier sittings included), so an hours-long run shows where it is, also in
+    a log file (where progress bars leave nothing). Kept folds and SVM folds (seconds each) print
+    nothing."""
     paces: dict[str, list[float]] = {}
 
     def on_fold(run: str, i: int, n: int, m: dict):
