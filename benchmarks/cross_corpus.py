@@ -70,6 +70,12 @@ VARIANTS = {  # name -> (what it is, Experiment arguments[, "adapt": adapted to 
                    dict(model="encoder_head", model_overrides={**LAYERS04, "hidden": 0}, speaker_norm=True)),
     "l04-raw-sn": ("encoder_head, layers 0-4, no per-clip norm, per-speaker normalisation",
                    dict(model="encoder_head", model_overrides={**LAYERS04, "per_clip_norm": False}, speaker_norm=True)),
+    "l04-cw": ("encoder_head, layers 0-4, class-weighted loss, single clips",
+               dict(model="encoder_head", model_overrides=LAYERS04, train={"class_weights": True})),
+    "l04-cw-sn": ("encoder_head, layers 0-4, class-weighted loss, per-speaker normalisation",
+                  dict(model="encoder_head", model_overrides=LAYERS04, train={"class_weights": True}, speaker_norm=True)),
+    "vc2-cw": ("layers 0-4, two voice copies of each training clip, class-weighted loss, single clips",
+               dict(model="encoder_head", model_overrides=LAYERS04, voice_copies=2, train={"class_weights": True})),
 }
 DIRECTIONS = (("ravdess_speech", "emodb"), ("emodb", "ravdess_speech"))
 
