@@ -591,9 +591,9 @@ def fold_printer(name: str):
             return
         left = n - len(pace)
         eta = f"{left} fold{'s' if left != 1 else ''} left, about {duration(left * sum(pace) / len(pace))}" if left else "the run's last fold"
+        epochs = f"{m['epochs_run']} epochs, " if m.get("epochs_run") else ""  # per-gender folds train two models
         err.print(f"{name}: {run} fold {i + 1}/{n}: UA {100 * m['ua']:.1f}, WA {100 * m['wa']:.1f}, "
-                  f"macro-F1 {100 * m['macro_f1']:.1f}, {m.get('epochs_run')} epochs, {duration(m['seconds'])}; {eta}",
-                  highlight=False)
+                  f"macro-F1 {100 * m['macro_f1']:.1f}, {epochs}{duration(m['seconds'])}; {eta}", highlight=False)
 
     return on_fold
 
