@@ -13,7 +13,9 @@ Robustness: each training and validation clip is embedded twice, as it is and as
 (`augment.degrade`: noise at 5-30 dB SNR, sometimes a telephone or low-pass band and reverberation),
 and every clip is levelled to one loudness before the encoder, so gain does not move the input. A
 candidate may also train on voice copies of each training clip (`augment.change_speed`, speeds 0.9
-and 1.1: other voices); validation clips are never voice-copied.
+and 1.1: other voices); validation clips are never voice-copied. A candidate may change the training
+(`train`: TrainConfig fields), e.g. weigh the loss by inverse class frequency: across the three
+corpora the merged "neutral" has several times the clips of "surprised", which only RAVDESS speech has.
 
 `--loco` first scores the candidate heads (CANDIDATES) by leaving one shared corpus out: trained on
 RAVDESS, scored on EmoDB, and trained on EmoDB, scored on RAVDESS speech, single clips, predictions
@@ -30,6 +32,7 @@ import dataclasses
 import json
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -46,12 +49,26 @@ LABELS = ("neutral", "happy", "sad", "angry", "fearful", "disgust", "surprised")
 MERGE = {"calm": "neutral"}
 TEST = {"ravdess:23", "ravdess:24", "emodb:03", "emodb:08"}
 VALIDATION = {"ravdess:03", "ravdess:04", "emodb:10", "emodb:13"}
-CANDIDATES = {  # (model, its overrides, voice copies of each training clip) weighed by leaving a corpus out
-    "all layers": ("encoder_head", {}, 0),
-    "layers 0-4": ("encoder_head", {"layers": [0, 1, 2, 3, 4]}, 0),
-    "layers 1-5, wider": ("encoder_head", {"layers": [1, 2, 3, 4, 5], "hidden": 512, "dropout": 0.5}, 0),
-    "layers 0-4, ensemble of 5": ("encoder_ensemble", {"layers": [0, 1, 2, 3, 4]}, 0),
-    "layers 0-4, two voice copies": ("encoder_head", {"layers": [0, 1, 2, 3, 4]}, 2),
+
+
+class Candidate(NamedTuple):
+    """A head weighed by leaving a corpus out: its model, hyper-parameters, voice copies of each
+    training clip and overrides of its training defaults."""
+
+    model: str
+    overrides: dict
+    voices: int = 0
+    train: dict = {}
+
+
+LAYERS_04 = {"layers": [0, 1, 2, 3, 4]}
+CANDIDATES = {
+    "all layers": Candidate("encoder_head", {}),
+    "layers 0-4": Candidate("encoder_head", LAYERS_04),
+    "layers 1-5, wider": Candidate("encoder_head", {"layers": [1, 2, 3, 4, 5], "hidden": 512, "dropout": 0.5}),
+    "layers 0-4, ensemble of 5": Candidate("encoder_ensemble", LAYERS_04),
+    "layers 0-4, two voice copies": Candidate("encoder_head", LAYERS_04, voices=2),
+    "layers 0-4, class-weighted loss": Candidate("encoder_head", LAYERS_04, train={"class_weights": True}),
 }
 GAINS_DB = (0, -10, -20, -30)
 
@@ -63,9 +80,8 @@ def corpus(data: Path) -> list:
     return [u for u in utts if u.emotion in LABELS]
 
 
-def train_head(candidate: tuple[str, dict, int], x: torch.Tensor, y: torch.Tensor, val: tuple, labels, seed: int = 0):
-    model, overrides, _ = candidate
-    exp = Experiment(model=model, model_overrides=overrides, seed=seed)
+def train_head(candidate: Candidate, x: torch.Tensor, y: torch.Tensor, val: tuple, labels, seed: int = 0):
+    exp = Experiment(model=candidate.model, model_overrides=candidate.overrides, train=candidate.train, seed=seed)
     pipe = build(exp, list(labels))
     fit(pipe, (x, y), val, exp.train_config(), precomputed=True)
     return pipe
@@ -84,10 +100,10 @@ def restricted_ua(logits: np.ndarray, y: np.ndarray, labels, shared) -> float:
     return classification_metrics(y[keep], pred[keep], cols)["ua"]
 
 
-def training_rows(candidate: tuple[str, dict, int], rows: np.ndarray, x0, copies, y) -> tuple[torch.Tensor, torch.Tensor]:
+def training_rows(candidate: Candidate, rows: np.ndarray, x0, copies, y) -> tuple[torch.Tensor, torch.Tensor]:
     """The clips of `rows`, their degraded copy and as many of their voice copies as the candidate
     takes (copies = [degraded, voice 1, voice 2, ...]), with their labels."""
-    kept = [x0] + copies[: 1 + candidate[2]]
+    kept = [x0] + copies[: 1 + candidate.voices]
     return torch.cat([x[rows] for x in kept]), torch.from_numpy(np.tile(y[rows], len(kept)))
 
 
@@ -136,7 +152,7 @@ def main():
     utts = corpus(args.data)
     y = np.array([LABELS.index(u.emotion) for u in utts])
     x0 = torch.from_numpy(embed_corpus(utts, AudioSettings())[0])
-    voices = max(c[2] for c in CANDIDATES.values())
+    voices = max(c.voices for c in CANDIDATES.values())
     copies = [torch.from_numpy(embed_corpus(utts, AudioSettings(), copy=1)[0])]
     copies += [torch.from_numpy(embed_corpus(utts, AudioSettings(), voice=k)[0]) for k in range(1, voices + 1)]
     print(f"{len(utts)} clips embedded (and one degraded copy and {voices} voice copies of each) in "

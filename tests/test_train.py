@@ -12,7 +12,7 @@ from voxemo.corpora import scan
 from voxemo.pipeline import PipelineError, load_pipeline
 from voxemo.experiment import Experiment, build
 from voxemo.splits import labels_for
-from voxemo.train import TrainConfig, fit, lr_factor
+from voxemo.train import TrainConfig, class_weight_tensor, fit, lr_factor, soft_cross_entropy
 
 from .conftest import DATA
 
@@ -139,6 +139,23 @@ def test_every_optimizer_lowers_the_training_loss(small, opt):
     _, h = run(small, exp(optimizer=opt, lr=lr, epochs=4, class_weights=True, oversample=opt == "sgd",
                           grad_clip=1.0, lr_decay=1e-4 if opt == "sgd" else 0.0))
     assert h.epochs[-1]["train_loss"] < h.epochs[0]["train_loss"]
+
+
+def test_class_weights_ignore_a_label_no_training_clip_carries():
+    """A label set shared across corpora names classes a training corpus lacks (EmoDB has no
+    "surprised"): weighed, with label smoothing, the loss must still teach each clip its own class."""
+    y = torch.tensor([0] * 300 + [1] * 150 + [2] * 150 + [3] * 100)  # class 4: no clip
+    w = class_weight_tensor(y, 5)
+    assert w[4] == 0 and torch.all(w[:4] > 0) and w[y].mean() == pytest.approx(1.0)
+    assert w[3] / w[0] == pytest.approx(3.0)  # inverse frequency among the classes present
+    logits = torch.zeros(4, 5, requires_grad=True)  # what the model says for a clip of each class
+    opt = torch.optim.Adam([logits], lr=0.1)
+    for _ in range(300):
+        loss = soft_cross_entropy(logits[y], torch.nn.functional.one_hot(y, 5).float(), w, smoothing=0.1)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert logits.argmax(1).tolist() == [0, 1, 2, 3]
 
 
 def test_schedules():

@@ -162,9 +162,13 @@ def lr_factor(cfg: TrainConfig, step: int, steps_per_epoch: int) -> float:
 
 
 def class_weight_tensor(labels: torch.Tensor, n_classes: int) -> torch.Tensor:
-    counts = torch.bincount(labels, minlength=n_classes).float().clamp_min(1)
-    w = counts.sum() / (n_classes * counts)
-    return w
+    """Inverse class frequency, 1 on average over the clips of a balanced set. A class without training
+    clips (a label set shared across corpora: EmoDB has no "surprised") weighs 0: otherwise label
+    smoothing's share of it would be multiplied by the largest weight of all and train the model
+    towards the one class it never heard."""
+    counts = torch.bincount(labels, minlength=n_classes).float()
+    present = counts > 0
+    return torch.where(present, counts.sum() / (int(present.sum()) * counts.clamp_min(1)), torch.zeros(()))
 
 
 def epoch_order(labels: torch.Tensor, cfg: TrainConfig, gen: torch.Generator) -> torch.Tensor:
