@@ -28,7 +28,7 @@ def default():
 
 def test_the_default_is_the_encoder_model_and_voxemo_net_stays_available(default):
     assert DEFAULT_MODEL == "voxemo_whisper"
-    assert default.pipeline.model.name == "encoder_head" and default.pipeline.encoder is not None
+    assert default.pipeline.model.name in {"encoder_head", "encoder_ensemble"} and default.pipeline.encoder is not None
     assert default.labels == ["neutral", "happy", "sad", "angry", "fearful", "disgust", "surprised"]
     small = voxemo.load_model("voxemo_net")
     assert small.pipeline.model.name == "voxemo_net" and len(small.labels) == 8
@@ -37,7 +37,7 @@ def test_the_default_is_the_encoder_model_and_voxemo_net_stays_available(default
 @pytest.mark.parametrize("name", sorted(BUNDLED_MODELS))
 def test_bundled_models_ship_small_and_say_their_licence(name):
     weights = BUNDLED_MODELS[name].with_suffix(".safetensors")
-    assert weights.is_file() and weights.stat().st_size < 5_000_000  # the encoder's weights are not in it
+    assert weights.is_file() and weights.stat().st_size < 20_000_000  # not the encoder: 20 M parameters, 40 MB in float16
     m = meta(name)
     assert "CC BY-NC-SA 4.0" in m["licence"]
     if name == "voxemo_whisper":

@@ -18,7 +18,7 @@ from voxemo.export import PARITY_ATOL, DFTSpectrogram, ExportError, OnnxRunner, 
 from voxemo.features import Spectrogram
 from voxemo.models import list_models
 from voxemo.pipeline import PipelineError
-from voxemo.predict import Predictor
+from voxemo.predict import BUNDLED_MODELS, DEFAULT_MODEL, Predictor
 
 from .conftest import DATA
 
@@ -229,4 +229,5 @@ def test_cli_exports_the_bundled_model_without_a_path(tmp_path):
     out = tmp_path / "bundled.onnx"
     r = run("export", "--onnx", out)
     assert r.exit_code == 0, r.output
-    assert out.is_file() and "encoder_head" in r.stdout and "largest probability difference" in r.stdout
+    head = json.loads(BUNDLED_MODELS[DEFAULT_MODEL].with_suffix(".json").read_text())["model"]["name"]
+    assert out.is_file() and f": {head}," in r.stdout and "largest probability difference" in r.stdout

@@ -104,6 +104,7 @@ class EncoderEnsemble(nn.Module):
         self.config = cfg
         member = EncoderHeadConfig(**{f.name: getattr(cfg, f.name) for f in dataclasses.fields(EncoderHeadConfig)})
         self.heads = nn.ModuleList(EncoderHead(member) for _ in range(cfg.members))
+        self.layers = self.heads[0].layers  # the members read the same states: no block above them runs
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         logits = torch.stack([h(x) for h in self.heads], 1)  # (B, M, K)
