@@ -173,7 +173,8 @@ def main():
             pipe = load_model(model).pipeline
         except PipelineError as e:
             sys.exit(f"error: {e}")
-        target_ms, target_rps = TARGETS.get(model, (TARGET_ONNX_MS, TARGET_RPS))
+        # a pipeline path is held to the targets of the bundled model it resembles (an encoder's or the small one's)
+        target_ms, target_rps = TARGETS.get(model) or TARGETS["voxemo_whisper" if pipe.encoder is not None else "voxemo_net"]
         a = pipe.audio
         sr = a.sample_rate
         waves = clips(args.data, args.clips, a)
