@@ -15,6 +15,12 @@
    their one-off cost, for 1080 clips, in its own column), the model as it is now, and large freed
    blocks kept for reuse as `train.fit` sets it (`train.keep_freed_memory`).
    A model whose augmentation changes the waveforms per epoch keeps the per-batch features (marked).
+   "floor": the fewest seconds a step's arithmetic can take on this core, whatever the code: the
+   multiply-adds of its matrix products and convolutions, forward and backward (counted by torch's
+   FlopCounterMode with oneDNN off, so an LSTM shows as its matrix products), at the float32 GEMM
+   rate measured here on large square matrices, the most this core does. Everything else (BatchNorm,
+   pooling, masks, the optimiser) is left out, so a real step is slower. Where the floor is above a
+   third of the old step, "3x" cannot be reached without changing the math; the last column says so.
 2. One actor-disjoint fold (fold 1 of 6, 4 test actors, 2 validation actors) of voxemo_net trained
    with its defaults: wall time, best epoch, time to the best epoch, test UA/WA (8 classes).
    Targets on 2 cores: one fold <= 180 s; a full 6-fold CV <= 20 minutes (6 x the fold time).
@@ -23,6 +29,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import tempfile
 import time
@@ -30,6 +37,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 from voxemo.augment import Augmenter
 from voxemo.cache import WaveformCache
@@ -60,10 +68,23 @@ def as_before(model: torch.nn.Module) -> torch.nn.Module:
     return model
 
 
+def gemm_rate(n: int = 1024, reps: int = 20) -> float:
+    """Float32 multiply-add rate (FLOP/s, 2 per multiply-add) of an n x n matrix product on the current
+    threads: the best of `reps`, the closest this core comes to its peak."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b
+    best = math.inf
+    for _ in range(reps):
+        t = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - t)
+    return 2 * n**3 / best
+
+
 def time_model(name: str, waves: torch.Tensor, labels: torch.Tensor, classes: list[str], steps: int,
-               old: bool = False, profile: bool = False) -> tuple[float, int, float | None]:
+               old: bool = False, profile: bool = False) -> tuple[float, int, float | None, float]:
     """(median seconds a step, batch size, seconds to compute the features of 1080 clips once, or None
-    when they are computed per batch)."""
+    when they are computed per batch, FLOPs of one step's matrix products and convolutions)."""
     exp = Experiment(model=name)
     cfg = exp.train_config()
     pipe = build(exp, classes)
@@ -82,23 +103,26 @@ def time_model(name: str, waves: torch.Tensor, labels: torch.Tensor, classes: li
     bs = cfg.batch_size
     pipe.train()
 
-    def step(i):
+    def step(i, count: FlopCounterMode | None = None):
         idx = torch.arange(i * bs, (i + 1) * bs) % waves.shape[0]
         y = labels[idx]
         if once:
             feats = aug.augment_features(feats_all[idx], gen)
         else:
             feats = aug.augment_features(pipe.features(aug.augment_waves(waves[idx], gen)), gen)
-        logits = pipe.logits(feats)
-        target = torch.nn.functional.one_hot(y, len(classes)).float()
-        if pipe.per_window:
-            target = target[:, None].expand(-1, logits.shape[1], -1)
-        loss = soft_cross_entropy(logits, target, None, 0.0)
-        opt.zero_grad()
-        loss.backward()
+        with count or contextlib.nullcontext():
+            logits = pipe.logits(feats)
+            target = torch.nn.functional.one_hot(y, len(classes)).float()
+            if pipe.per_window:
+                target = target[:, None].expand(-1, logits.shape[1], -1)
+            loss = soft_cross_entropy(logits, target, None, 0.0)
+            opt.zero_grad()
+            loss.backward()
         opt.step()
 
-    step(0)
+    count = FlopCounterMode(display=False)
+    with torch.backends.mkldnn.flags(enabled=False):  # oneDNN's fused LSTM hides its products from the counter
+        step(0, count)
     times = []
     for i in range(1, steps + 1):
         t = time.perf_counter()
@@ -111,7 +135,7 @@ def time_model(name: str, waves: torch.Tensor, labels: torch.Tensor, classes: li
             step(steps + 1)
         print(f"{name}, new path, one step:")
         print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=10))
-    return float(np.median(times)), bs, setup
+    return float(np.median(times)), bs, setup, count.get_total_flops()
 
 
 def main():
@@ -133,18 +157,25 @@ def main():
         waves = torch.from_numpy(np.stack([PAPER_AUDIO.crop(x) for x in WaveformCache(PAPER_AUDIO, tmp).load_many([utts[i].path for i in pick])]))
     labels = torch.as_tensor(y[pick])
     names = args.models.split(",") if args.models else list_models()
+    rate = gemm_rate()
+    print(f"float32 GEMM rate, 1024 x 1024, {torch.get_num_threads()} thread(s): {rate / 1e9:.1f} GFLOP/s")
     print(f"\n{'model':22s} {'batch':>5s} {'s/step old':>10s} {'s/step new':>10s} {'clips/s new':>11s} "
-          f"{'s/epoch old':>11s} {'s/epoch new':>11s} {'speed-up':>8s} {'features once (s)':>17s}")
+          f"{'s/epoch old':>11s} {'s/epoch new':>11s} {'speed-up':>8s} {'features once (s)':>24s} "
+          f"{'GFLOP/step':>10s} {'floor s/step':>12s}  3x within the floor")
     # Every model's old path first, with glibc's malloc as it comes; then the allocator setting
     # `train.fit` makes (`keep_freed_memory`, process-wide) and every model's new path.
     olds = {name: time_model(name, waves, labels, classes, args.steps, old=True) for name in names}
     keep_freed_memory()
     for name in names:
-        old, bs, _ = olds[name]
-        new, _, setup = time_model(name, waves, labels, classes, args.steps, profile=args.profile)
+        old, bs, _, _ = olds[name]
+        new, _, setup, flops = time_model(name, waves, labels, classes, args.steps, profile=args.profile)
         n = math.ceil(TRAIN_CLIPS / bs)
+        floor = flops / rate
+        verdict = (f"yes ({old / 3:.3f} s >= floor)" if floor <= old / 3
+                   else f"no: 3x needs {old / 3:.3f} s, below the floor")
         print(f"{name:22s} {bs:5d} {old:10.3f} {new:10.3f} {bs / new:11.1f} {n * old:11.1f} {n * new:11.1f} "
-              f"{old / new:7.1f}x {'per batch (waves change)' if setup is None else f'{setup:17.1f}'}", flush=True)
+              f"{old / new:7.1f}x {'per batch (waves change)' if setup is None else f'{setup:24.1f}'} "
+              f"{flops / 1e9:10.1f} {floor:12.3f}  {verdict}", flush=True)
     if args.skip_fold:
         return
     print("\nvoxemo_net, fold 1 of 6 (speaker-independent, 8 classes), its default training:")

@@ -1,6 +1,7 @@
 """Train voxemo's default model: a head on frozen Whisper base statistics, on every shared corpus.
 
-    .venv/bin/python scripts/train_bundled_encoder.py [--data ../shared/data] [--loco [--loco-seeds 3]] [--force]
+    .venv/bin/python scripts/train_bundled_encoder.py [--data ../shared/data] [--loco [--loco-seeds 3]
+        [--candidate NAME ...]] [--out PATH] [--force]
 
 Data: RAVDESS speech and song and EmoDB, with one label set across corpora, the seven emotions most
 acted corpora share (LABELS): RAVDESS's "calm" is merged into "neutral", EmoDB's "boredom" is left
@@ -72,8 +73,12 @@ CANDIDATES = {
     "layers 0-4, ensemble of 5": Candidate("encoder_ensemble", LAYERS_04),
     "layers 0-4, two voice copies": Candidate("encoder_head", LAYERS_04, voices=2),
     "layers 0-4, class-weighted loss": Candidate("encoder_head", LAYERS_04, train={"class_weights": True}),
+    "layers 0-4, mean of the last 20 epochs": Candidate("encoder_head", LAYERS_04, train={"average_last": 20}),
+    "layers 0-4, ensemble of 5, mean of the last 20 epochs": Candidate("encoder_ensemble", LAYERS_04,
+                                                                       train={"average_last": 20}),
 }
 GAINS_DB = (0, -10, -20, -30)
+LOCO_SEEDS = 3  # runs per candidate when leaving a corpus out: one run moves by several points
 
 
 def corpus(data: Path) -> list:
@@ -110,10 +115,9 @@ def training_rows(candidate: Candidate, rows: np.ndarray, x0, copies, y) -> tupl
     return torch.cat([x[rows] for x in kept]), torch.from_numpy(np.tile(y[rows], len(kept)))
 
 
-def validation_speakers(utts, train_mask: np.ndarray, seed: int) -> np.ndarray:
-    """Which training clips validate: VALIDATION's speakers for seed 0, else two of the training clips'
-    speakers drawn (seeded)."""
-    speakers = np.array([u.speaker for u in utts])
+def validation_speakers(speakers: np.ndarray, train_mask: np.ndarray, seed: int) -> np.ndarray:
+    """Which training clips validate (`speakers`: each clip's speaker): VALIDATION's speakers for seed 0,
+    else two of the training clips' speakers drawn (seeded)."""
     if seed == 0:
         return train_mask & np.isin(speakers, sorted(VALIDATION))
     pool = sorted(set(speakers[train_mask].tolist()))
@@ -121,22 +125,23 @@ def validation_speakers(utts, train_mask: np.ndarray, seed: int) -> np.ndarray:
     return train_mask & np.isin(speakers, drawn)
 
 
-def leave_one_corpus_out(utts, x0, copies, y, seeds: int = 1) -> dict:
+def leave_one_corpus_out(utts, x0, copies, y, seeds: int = LOCO_SEEDS, names=tuple(CANDIDATES)) -> dict:
     """UA of each candidate trained on one corpus and scored on the other (shared classes, single clips),
     averaged over `seeds` runs: each seed draws other validation speakers, initialisation and batch order.
     Which epoch two validation speakers choose moves these figures by several points (RESULTS.md), so a
     choice between candidates needs more than one run."""
     ravdess = np.array([u.corpus == "ravdess" for u in utts])
     speech = np.array([u.channel == "speech" for u in utts])
-    open_ = ~np.isin([u.speaker for u in utts], sorted(TEST))  # TEST's speakers stay out of the choice too
+    speakers = np.array([u.speaker for u in utts])
+    open_ = ~np.isin(speakers, sorted(TEST))  # TEST's speakers stay out of the choice too
     table = {}
-    for name, candidate in CANDIDATES.items():
-        runs = []
+    for name in names:
+        candidate, runs = CANDIDATES[name], []
         for seed in range(seeds):
             row = {}
             for train_mask, test_mask, label in ((ravdess & open_, ~ravdess & open_, "RAVDESS -> EmoDB"),
                                                  (~ravdess & open_, ravdess & speech & open_, "EmoDB -> RAVDESS speech")):
-                val = validation_speakers(utts, train_mask, seed)
+                val = validation_speakers(speakers, train_mask, seed)
                 tr = train_mask & ~val
                 shared = sorted({LABELS[k] for k in y[tr].tolist()} & {LABELS[k] for k in y[test_mask].tolist()},
                                 key=LABELS.index)
@@ -171,8 +176,10 @@ def main():
     ap.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
     ap.add_argument("--out", type=Path, default=REPO / "voxemo" / "assets" / "voxemo_whisper" / "voxemo_whisper")
     ap.add_argument("--loco", action="store_true", help="choose the head by leaving one corpus out first")
-    ap.add_argument("--loco-seeds", type=int, default=3,
+    ap.add_argument("--loco-seeds", type=int, default=LOCO_SEEDS,
                     help="runs per candidate when leaving a corpus out (validation speakers, initialisation)")
+    ap.add_argument("--candidate", action="append", default=None,
+                    help="with --loco, weigh only this one of CANDIDATES (repeat for more; default all)")
     ap.add_argument("--force", action="store_true", help="overwrite an existing bundled model")
     args = ap.parse_args()
     t0 = time.perf_counter()
@@ -187,7 +194,11 @@ def main():
 
     choice, loco = next(iter(CANDIDATES)), None
     if args.loco:
-        loco = leave_one_corpus_out(utts, x0, copies, y, args.loco_seeds)
+        names = args.candidate or list(CANDIDATES)
+        unknown = sorted(set(names) - set(CANDIDATES))
+        if unknown:
+            raise SystemExit(f"unknown candidates {unknown}; known: {list(CANDIDATES)}")
+        loco = leave_one_corpus_out(utts, x0, copies, y, args.loco_seeds, names)
         choice = max(loco, key=lambda k: loco[k]["mean"])
         print(f"chosen by leaving a corpus out: {choice}")
 

@@ -133,6 +133,38 @@ def test_best_validation_epoch_is_kept_and_early_stopping(small):
     assert classification_metrics(y[part["val"]].numpy(), probs.argmax(1), list(range(4)))["ua"] == pytest.approx(h.best_score)
 
 
+def parameters(pipe):
+    return torch.cat([v.detach().flatten() for v in pipe.model.parameters()])
+
+
+def test_average_last_keeps_the_mean_of_the_last_epochs_weights_and_resumes(small, tmp_path):
+    """average_last=3 of 5 epochs: the model's parameters are the mean of those after epochs 3, 4
+    and 5 (runs without validation keep their last epoch), validation chooses nothing (no early
+    stop) and the kept score is the averaged weights' own; a killed run resumes to the same."""
+    waves, y, classes, part = small
+    train = (waves[part["train"]], y[part["train"]])
+    lasts = []
+    for epochs in (3, 4, 5):
+        e = exp(epochs=epochs, lr=0.05)
+        pipe = build(e, classes)
+        fit(pipe, train, None, e.train_config())
+        lasts.append(parameters(pipe))
+    e = exp(epochs=5, lr=0.05, patience=1, average_last=3)
+    averaged, h = run(small, e)
+    assert len(h.epochs) == 5 and not h.stopped_early
+    assert torch.allclose(parameters(averaged), torch.stack(lasts).mean(0), atol=1e-6)
+    assert not torch.allclose(parameters(averaged), lasts[-1], atol=1e-4)
+    from voxemo.evaluate import classification_metrics
+
+    probs = averaged.run(waves[part["val"]].numpy())
+    assert classification_metrics(y[part["val"]].numpy(), probs.argmax(1), list(range(4)))["ua"] == pytest.approx(h.best_score)
+    run(small, e, checkpoint_dir=tmp_path / "ck", stop_after=4)  # killed inside the averaging window
+    resumed, h_resumed = run(small, e, checkpoint_dir=tmp_path / "ck", resume=True)
+    assert torch.equal(weights(averaged), weights(resumed)) and h_resumed.best_score == h.best_score
+    with pytest.raises(ValueError, match="average_last"):
+        TrainConfig(epochs=5, average_last=6)
+
+
 @pytest.mark.parametrize("opt", ["adam", "adamw", "rmsprop", "sgd"])
 def test_every_optimizer_lowers_the_training_loss(small, opt):
     lr = {"sgd": 0.05, "rmsprop": 1e-3}.get(opt, 3e-3)

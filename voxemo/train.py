@@ -59,6 +59,10 @@ class TrainConfig:
     epochs: int = 40  # at most this many epochs
     batch_size: int = 32  # clips per step
     patience: int | None = 10  # stop after this many epochs without a better validation score; None never
+    # 0: keep the best validation epoch's weights. N > 0: no choice by validation (every epoch runs) and
+    # the mean of the last N epochs' weights is kept (stochastic weight averaging, Izmailov et al. 2018):
+    # an epoch chosen by two validation speakers moves cross-corpus UA by several points (RESULTS.md)
+    average_last: int = 0
     monitor: str = "val_ua"  # "val_ua", "val_acc" (higher is better) or "val_loss" (lower is better)
     class_weights: bool = False  # weight the loss by inverse class frequency
     oversample: bool = False  # draw smaller classes more often, to balance each epoch (seed 004_d4c4)
@@ -82,6 +86,8 @@ class TrainConfig:
             raise ValueError(f"schedule must be one of {SCHEDULES}, not {self.schedule!r}")
         if self.monitor not in ("val_ua", "val_acc", "val_loss"):
             raise ValueError(f"monitor must be val_ua, val_acc or val_loss, not {self.monitor!r}")
+        if not 0 <= self.average_last <= self.epochs:
+            raise ValueError(f"average_last must be between 0 and epochs ({self.epochs}), not {self.average_last}")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -178,6 +184,14 @@ def epoch_order(labels: torch.Tensor, cfg: TrainConfig, gen: torch.Generator) ->
         return torch.randperm(n, generator=gen)
     weights = (1.0 / torch.bincount(labels).float())[labels]
     return torch.multinomial(weights, n, replacement=True, generator=gen)
+
+
+def running_mean(mean: dict | None, state: dict, n: int) -> dict:
+    """The mean of n + 1 state dicts from the mean of the first n (None when n = 0) and one more; an
+    integer buffer (BatchNorm's batch count) takes the newest value."""
+    if mean is None or n == 0:
+        return copy.deepcopy(state)
+    return {k: mean[k] + (v - mean[k]) / (n + 1) if v.is_floating_point() else v.clone() for k, v in state.items()}
 
 
 def normalised(pipe: Pipeline, x: torch.Tensor, precomputed: bool = False) -> torch.Tensor:
@@ -305,7 +319,9 @@ def fit(
         `resume` a run continues from there (and a finished run returns its history at once).
     on_epoch: called with each epoch's record (the CLI draws its progress bar from it).
     stop_after: end after this many epochs of this call, as a kill would (for tests of resume).
-    Without `val`, the last epoch is kept and early stopping is off.
+    Without `val`, the last epoch is kept and early stopping is off; with `cfg.average_last` N > 0,
+    the mean of the last N epochs' weights is kept (BatchNorm statistics recomputed for it) and `val`
+    only reports.
     """
     n_classes = len(pipe.labels)
     keep_freed_memory()
@@ -345,7 +361,19 @@ def fit(
             x_train = torch.cat([pipe.normalizer(x_train[i : i + cfg.eval_batch_size])
                                  for i in range(0, x_train.shape[0], cfg.eval_batch_size)])
     higher_better = cfg.monitor != "val_loss"
+    averaging = cfg.average_last > 0
     val_batches = validation_batches(pipe, val[0], cfg.eval_batch_size, precomputed) if val is not None else None
+
+    def training_batches() -> Iterator[torch.Tensor]:
+        """The training inputs' normalised features, in order (for BatchNorm statistics)."""
+        if once:
+            return (trimmed(pipe, x_train[i : i + cfg.batch_size]) for i in range(0, x_train.shape[0], cfg.batch_size))
+        return feature_batches(pipe, x_train, cfg.batch_size, precomputed)
+
+    def validate() -> dict:
+        probs, vloss = evaluate_features(pipe, val_batches(), val[1], weights)
+        m = classification_metrics(val[1].numpy(), probs.argmax(1), list(range(n_classes)))
+        return {"val_loss": vloss, "val_acc": m["wa"], "val_ua": m["ua"]}
 
     history.resumed_seconds = history.seconds
     t_sitting = time.perf_counter()
@@ -384,18 +412,17 @@ def fit(
         record = {"epoch": epoch, "train_loss": loss_sum / seen, "train_acc": correct / seen,
                   "lr": optimizer.param_groups[0]["lr"]}
         if cfg.recompute_bn:
-            recompute_batchnorm(pipe, (trimmed(pipe, x_train[i : i + cfg.batch_size]) for i in
-                                       range(0, x_train.shape[0], cfg.batch_size)) if once else
-                                feature_batches(pipe, x_train, cfg.batch_size, precomputed))
+            recompute_batchnorm(pipe, training_batches())
         if val is not None:
-            probs, vloss = evaluate_features(pipe, val_batches(), val[1], weights)
-            m = classification_metrics(val[1].numpy(), probs.argmax(1), list(range(n_classes)))
-            record.update(val_loss=vloss, val_acc=m["wa"], val_ua=m["ua"])
+            record.update(validate())
             score = record[cfg.monitor]
             better = history.best_score is None or (score > history.best_score if higher_better else score < history.best_score)
         else:
             better, score = True, None
-        if better:
+        if averaging:  # the last epoch until the window opens, then the running mean over it
+            history.best_epoch, history.best_score = epoch, score
+            best_state = running_mean(best_state, pipe.state_dict(), max(0, epoch - (cfg.epochs - cfg.average_last)))
+        elif better:
             history.best_epoch, history.best_score, bad_epochs = epoch, score, 0
             best_state = copy.deepcopy(pipe.state_dict())
         else:
@@ -404,8 +431,15 @@ def fit(
         history.seconds = history.resumed_seconds + time.perf_counter() - t_sitting
         if on_epoch:
             on_epoch(record)
-        done = epoch + 1 == cfg.epochs or (val is not None and cfg.patience is not None and bad_epochs >= cfg.patience)
+        done = epoch + 1 == cfg.epochs or (not averaging and val is not None and cfg.patience is not None
+                                           and bad_epochs >= cfg.patience)
         history.stopped_early = done and epoch + 1 < cfg.epochs
+        if averaging and done:  # the averaged weights, their own BatchNorm statistics and validation score
+            pipe.load_state_dict(best_state)
+            recompute_batchnorm(pipe, training_batches())
+            best_state = copy.deepcopy(pipe.state_dict())
+            if val is not None:
+                history.best_score = validate()[cfg.monitor]
         if ckpt is not None:
             ckpt.save(pipe, optimizer, history, best_state, bad_epochs, epoch + 1, done)
         if done or (stop_after is not None and epoch + 1 - start >= stop_after):
