@@ -31,6 +31,7 @@ from voxemo.experiment import Experiment, score_pipeline, train_pipeline
 REPO = Path(__file__).resolve().parents[1]
 GOAL = 0.65
 LAYERS04 = {"layers": [0, 1, 2, 3, 4]}  # the default model's layers (configs/encoder_head_layers04.toml)
+AVERAGE_LAST20 = {"average_last": 20}  # no validation choice: the mean of the last 20 epochs' weights
 VARIANTS = {  # name -> (what it is, Experiment arguments[, "adapt": adapted to the scored corpus])
     "all": ("encoder_head, all layers, single clips", dict(model="encoder_head")),
     "all-sn": ("encoder_head, all layers, per-speaker normalisation", dict(model="encoder_head", speaker_norm=True)),
@@ -89,6 +90,14 @@ VARIANTS = {  # name -> (what it is, Experiment arguments[, "adapt": adapted to 
                         speaker_norm=True)),
     "vc2-cw": ("layers 0-4, two voice copies of each training clip, class-weighted loss, single clips",
                dict(model="encoder_head", model_overrides=LAYERS04, voice_copies=2, train={"class_weights": True})),
+    "ens04-avg": ("encoder_ensemble, layers 0-4, mean of the last 20 of 60 epochs (no validation choice), single clips",
+                  dict(model="encoder_ensemble", model_overrides=LAYERS04, train=AVERAGE_LAST20)),
+    "ens04-avg-sn": ("encoder_ensemble, layers 0-4, mean of the last 20 epochs, per-speaker normalisation",
+                     dict(model="encoder_ensemble", model_overrides=LAYERS04, train=AVERAGE_LAST20, speaker_norm=True)),
+    "ens04-avg-cw-sn": ("encoder_ensemble, layers 0-4, mean of the last 20 epochs, class-weighted loss, "
+                        "per-speaker normalisation", dict(model="encoder_ensemble", model_overrides=LAYERS04,
+                                                          train={**AVERAGE_LAST20, "class_weights": True},
+                                                          speaker_norm=True)),
 }
 DIRECTIONS = (("ravdess_speech", "emodb"), ("emodb", "ravdess_speech"))
 
