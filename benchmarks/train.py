@@ -120,14 +120,15 @@ def time_model(name: str, waves: torch.Tensor, labels: torch.Tensor, classes: li
             loss.backward()
         opt.step()
 
-    count = FlopCounterMode(display=False)
-    with torch.backends.mkldnn.flags(enabled=False):  # oneDNN's fused LSTM hides its products from the counter
-        step(0, count)
+    step(0)  # warm-up, with the kernels the timed steps use
     times = []
     for i in range(1, steps + 1):
         t = time.perf_counter()
         step(i)
         times.append(time.perf_counter() - t)
+    count = FlopCounterMode(display=False)
+    with torch.backends.mkldnn.flags(enabled=False):  # oneDNN's fused LSTM hides its products from the counter
+        step(steps + 2, count)  # one more step, untimed, counted
     if profile:  # where one more step's time goes, by operator
         from torch.profiler import profile as torch_profile
 
