@@ -122,3 +122,43 @@ def test_per_gender_models_and_filters(six_actors, tmp_path):
     assert m["classes"] == ["happy", "sad", "angry"] and m["n_utterances"] == 6 * 3 * 4  # strong only
     fold = next((out / "fold01").iterdir()).parent
     assert (fold / "female").is_dir() and (fold / "male").is_dir()  # one model per gender
+
+
+def test_extra_training_speakers_join_training_only(six_actors, tmp_path):
+    """`--extra-train`: another corpus's clips join every fold's training side and never its validation or
+    test side: RAVDESS song shares speech's actors, so a fold's validation and test actors' songs stay
+    out; only the run's classes join (EmoDB's boredom does not); the test folds stay the same."""
+    from voxemo.experiment import Experiment, load_corpora, train_pipeline
+    from voxemo.runs import plan_folds
+
+    song = tmp_path / "song"
+    song.mkdir()
+    for a in (1, 2, 7):  # two actors of the speech run, one it lacks
+        (song / f"Actor_{a:02d}").symlink_to(DATA / "ravdess_song" / f"Actor_{a:02d}")
+    emodb = tmp_path / "emodb" / "wav"
+    emodb.mkdir(parents=True)
+    for f in sorted((DATA / "emodb" / "wav").glob("03*")):
+        (emodb / f.name).symlink_to(f)
+    manifest = load_corpora([str(six_actors)])
+    common = dict(model="encoder_head", folds=3, val_speakers=1)
+    plain = plan_folds(manifest, Experiment(**common))
+    plan = plan_folds(manifest, Experiment(**common, extra_train=(str(song), str(emodb.parent))))
+    assert plan.classes == plain.classes and plan.utts[: len(plain.utts)] == plain.utts
+    extra = plan.utts[len(plain.utts):]
+    assert {u.corpus for u in extra} == {"ravdess", "emodb"} and {u.channel for u in extra if u.corpus == "ravdess"} == {"song"}
+    assert "boredom" not in {u.emotion for u in extra} and len({u.emotion for u in extra if u.corpus == "emodb"}) == 6
+    assert [plan.classes[k] for k in plan.y[len(plain.utts):]] == [u.emotion for u in extra]
+    for before, fold in zip(plain.folds, plan.folds):
+        assert list(fold.test) == list(before.test) and list(fold.val) == list(before.val)
+        held = {plan.utts[i].speaker for i in [*fold.val, *fold.test]}
+        added = [plan.utts[i] for i in fold.train if i >= len(plain.utts)]
+        assert set(fold.train) >= set(before.train)
+        assert added == [u for u in extra if u.speaker not in held]  # every other extra clip trains
+    assert any(len(f.train) - len(b.train) < len(extra) for f, b in zip(plan.folds, plain.folds))  # actor 1's or 2's songs held
+    with pytest.raises(ValueError, match="extra_train: no clip"):
+        plan_folds(manifest, Experiment(**common, emotions=("calm",), extra_train=(str(emodb.parent),)))
+    with pytest.raises(ValueError, match="more DATA arguments"):
+        train_pipeline(manifest, Experiment(**common, extra_train=(str(song),)))
+    r = run("cv", six_actors, "--model", "encoder_head", "--emotions", "calm", "--extra-train", emodb.parent,
+            "--out", tmp_path / "run")
+    assert r.exit_code == 2 and "extra_train: no clip" in r.output and "emodb" in r.output

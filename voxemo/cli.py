@@ -366,6 +366,7 @@ def cv_cmd(
     per_gender: Annotated[Optional[bool], typer.Option("--per-gender/--no-per-gender", help="One model per gender.")] = None,
     resume: ResumeOpt = False, encoder: EncoderOpt = None, speaker_norm: SpeakerNormOpt = None,
     degraded_copies: CopiesOpt = None, voice_copies: VoiceCopiesOpt = None,
+    extra_train: Annotated[Optional[list[str]], typer.Option("--extra-train", help="More training speakers: a corpus folder (or name:folder) whose clips join every fold's training side, never its validation or test side; clips of the fold's validation and test speakers and of classes the run lacks stay out. Repeat for more.")] = None,
     executor: ExecutorOpt = "local", ray_address: RayAddressOpt = None, cpus_per_task: TaskCpusOpt = 1,
 ):
     """Cross-validate a model under a protocol and write a run directory (metrics.json, report.md, plots)."""
@@ -376,7 +377,8 @@ def cv_cmd(
                            channel=channel, intensity=intensity, emotions=emotions, gender=gender, epochs=epochs,
                            lr=lr, batch_size=batch_size, seed=seed, per_gender=per_gender,
                            encoder=str(encoder) if encoder else None, speaker_norm=speaker_norm,
-                           degraded_copies=degraded_copies, voice_copies=voice_copies)
+                           degraded_copies=degraded_copies, voice_copies=voice_copies,
+                           extra_train=tuple(extra_train) if extra_train else None)
     check_run_dir(out, resume)
     runner = open_executor(executor, ray_address, cpus_per_task)
     manifest = load_data(data)

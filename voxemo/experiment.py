@@ -84,8 +84,14 @@ class Experiment:
     # 0.9, 1.1, ...) of every TRAINING clip, embedded once and added after the split; each copy of a
     # speaker is a new pseudo-speaker (with speaker_norm, standardised with its own statistics)
     voice_copies: int = 0
+    # more training speakers: corpora (folders or name:folder) whose clips join every fold's training
+    # side and never its validation or test side; a clip whose speaker validates or is tested in the
+    # fold stays out of it (RAVDESS song and speech share their actors), and only clips of the run's
+    # own classes join (`runs.plan_folds`). Test folds are the run's own corpus's, unchanged.
+    extra_train: tuple[str, ...] = ()
 
     def __post_init__(self):
+        self.extra_train = tuple(self.extra_train)
         if self.leaks and (self.protocol not in ("random", "repeated-kfold") or self.is_baseline):
             raise ValueError("leaky_noisy_copies and leaky_oversample copy clips before a speaker-dependent split "
                              "(random or repeated-kfold) for a network: speaker folds keep a clip's copies with "
@@ -389,6 +395,8 @@ def cross_validate(manifest: Sequence[Utterance], exp: Experiment, run_dir: Path
                 on_fold(i, len(folds), {**fold_metrics[i], "seconds": saved.get("seconds"), "resumed": True})
         else:
             todo.append(i)
+    if resume and (run_dir / "metrics.json").is_file():  # a sitting that finished: its time outside the folds too
+        earlier = max(earlier, json.loads((run_dir / "metrics.json").read_text()).get("seconds", 0.0))
     local = not executor.remote
     jobs = [{"fold": folds[i], "checkpoint_dir": fold_dirs[i] if local else None, "resume": resume,
              "on_epoch": on_epoch if local else None} for i in todo]
@@ -498,6 +506,9 @@ def train_pipeline(manifest: Sequence[Utterance], exp: Experiment, *, on_epoch=N
     """
     from .splits import holdout_speakers
 
+    if exp.extra_train:
+        raise ValueError("extra_train adds training speakers to cross-validation folds; `voxemo train` trains on "
+                         f"every corpus it is given: pass {', '.join(exp.extra_train)} as more DATA arguments")
     utts = exp.select(manifest)
     y, classes = labels_for(utts, exp.task)
     fold = holdout_speakers(utts, n=exp.val_speakers or 2, seed=exp.seed)

@@ -42,11 +42,48 @@ def plan_folds(manifest: Sequence[Utterance], exp) -> FoldPlan:
                        repeats=exp.repeats, val_speakers=exp.val_speakers)
     folds_total = len(folds)
     folds = folds[: exp.max_folds] if exp.max_folds else folds
+    if exp.extra_train:
+        utts, y, folds = with_extra_training(utts, y, classes, folds, exp)
     speakers = [u.speaker for u in utts]
     for fold in folds:
         if fold.speaker_independent:
             check_no_leak(fold, speakers)
     return FoldPlan(utts, np.asarray(y, dtype=np.int64), classes, folds, folds_total)
+
+
+def with_extra_training(utts: list[Utterance], y: np.ndarray, classes: list[str], folds: list[Fold], exp):
+    """The run's utterances, labels and folds with `exp.extra_train`'s clips appended to every fold's
+    training side. Where the experiment filters on intensity, gender or emotion, only clips with a value
+    the run's own clips have join; never a filter on channel (the other channel of the same actors is
+    what one adds); and only clips of `classes`: the run's classes and test folds do not
+    change. In a speaker-independent fold, clips of its validation and test speakers stay out; files the
+    run already holds are not added twice. ValueError when no clip of the extra corpora qualifies."""
+    import dataclasses
+
+    from .experiment import load_corpora  # experiment imports this module
+
+    held_paths = {u.path for u in utts}
+    extra = list(load_corpora(exp.extra_train))
+    for attr, wanted in (("intensity", exp.intensity), ("gender", exp.gender), ("emotion", exp.emotions)):
+        if wanted is not None:  # the run filters on it: what its own clips hold
+            have = {getattr(u, attr) for u in utts}
+            extra = [u for u in extra if getattr(u, attr) in have]
+    label = (lambda u: u.gender) if exp.task == "gender" else (lambda u: u.emotion)
+    extra = [u for u in extra if label(u) in classes and u.path not in held_paths]
+    if not extra:
+        raise ValueError(f"extra_train: no clip of {', '.join(exp.extra_train)} has one of the run's classes "
+                         f"({', '.join(classes)})")
+    idx = np.arange(len(utts), len(utts) + len(extra))
+    extra_speakers = np.array([u.speaker for u in extra])
+    widened = []
+    for fold in folds:
+        keep = idx
+        if fold.speaker_independent:
+            held = sorted({utts[i].speaker for i in np.concatenate([fold.val, fold.test])})
+            keep = idx[~np.isin(extra_speakers, held)]
+        widened.append(dataclasses.replace(fold, train=np.concatenate([np.asarray(fold.train, np.int64), keep])))
+    y_extra = np.array([classes.index(label(u)) for u in extra], dtype=np.int64)
+    return list(utts) + extra, np.concatenate([np.asarray(y, np.int64), y_extra]), widened
 
 
 def finish_run(run_dir: Path, exp, config: dict, plan: FoldPlan, fold_metrics: list[dict], histories: list[dict],
