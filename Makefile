@@ -50,8 +50,10 @@ demo: install
 
 # The Ray tests (tests/test_ray.py) start a local 2-CPU instance of their own: no dashboard, usage
 # statistics off, its folder under pytest's temporary folder and removed afterwards.
+# Two pytest workers (pytest-xdist), one per core, each taking whole test files (--dist loadfile: a
+# module's fixtures, such as the Ray instance, stay in one process); every test runs one torch thread.
 test: install-test
-	RAY_USAGE_STATS_ENABLED=0 $(PY) -m pytest -q
+	RAY_USAGE_STATS_ENABLED=0 $(PY) -m pytest -q -n 2 --dist loadfile
 
 clean:
 	rm -rf $(VENV) build *.egg-info

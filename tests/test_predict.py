@@ -136,7 +136,9 @@ def folder(tmp_path):
 
 
 def test_cli_predict_folder_json_csv_table(model_path, folder, monkeypatch):
-    monkeypatch.setenv("COLUMNS", "250")  # a wide terminal, so the table does not fold the paths
+    import voxemo.cli
+
+    monkeypatch.setattr(voxemo.cli.console, "width", 250)  # a wide terminal, so the table does not fold the paths
     r = run("predict", folder, "--model", model_path, "--format", "json")
     assert r.exit_code == 0, r.output
     records = [json.loads(line) for line in r.stdout.splitlines()]
