@@ -1,7 +1,8 @@
 """Late fusion of the encoder head with voxemo_net's log-mel branch: does it lift RAVDESS song?
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/fusion.py [--data DIR] [--corpus ravdess_song]
-        [--encoder-model encoder_ensemble] [--out runs/fusion-ravdess_song.json]
+        [--encoder-model encoder_ensemble] [--encoder-config configs/average_last20.toml]
+        [--out runs/fusion-ravdess_song.json]
 
 Song is where the frozen Whisper encoder helps least (RESULTS.md: the linear probe is best on the conv
 stem, and voxemo_net, a CNN on log-mel, is level with the single-clip encoder head), so the issue asks
@@ -49,12 +50,15 @@ def main():
     ap.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
     ap.add_argument("--corpus", default="ravdess_song", choices=sorted(GOALS))
     ap.add_argument("--encoder-model", default="encoder_ensemble")
+    ap.add_argument("--encoder-config", type=Path, default=None,
+                    help="a TOML config for the encoder model (as `voxemo cv --config`); --encoder-model wins over its model")
     ap.add_argument("--out", type=Path, default=None, help="per-fold results (JSON); default runs/fusion-CORPUS.json")
     args = ap.parse_args()
     out = args.out or REPO / "runs" / f"fusion-{args.corpus}.json"
     protocol = "loso" if args.corpus == "emodb" else "speaker-kfold"
-    models = {"encoder": Experiment(model=args.encoder_model, protocol=protocol),
-              "encoder_sn": Experiment(model=args.encoder_model, protocol=protocol, speaker_norm=True),
+    models = {"encoder": Experiment.from_config(args.encoder_config, model=args.encoder_model, protocol=protocol),
+              "encoder_sn": Experiment.from_config(args.encoder_config, model=args.encoder_model, protocol=protocol,
+                                                   speaker_norm=True),
               "voxemo_net": Experiment(model="voxemo_net", protocol=protocol)}
     manifest = scan(args.data / args.corpus)
     plans = {name: plan_folds(manifest, exp) for name, exp in models.items()}
