@@ -20,6 +20,21 @@ def private_cache(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("VOXEMO_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "waveform-cache"))
 
 
+def link_actors(root: Path, corpus: str = "ravdess_speech", actors=range(1, 7), pattern: str | None = None) -> Path:
+    """RAVDESS actors of `corpus` linked into root/Actor_NN (root made if need be): each actor's whole
+    folder, or with `pattern` (a glob) only its matching files. Returns root."""
+    root.mkdir(parents=True, exist_ok=True)
+    for a in actors:
+        name = f"Actor_{a:02d}"
+        if pattern is None:
+            (root / name).symlink_to(DATA / corpus / name)
+            continue
+        (root / name).mkdir()
+        for f in (DATA / corpus / name).glob(pattern):
+            (root / name / f.name).symlink_to(f)
+    return root
+
+
 @pytest.fixture(scope="session")
 def data() -> Path:
     return DATA

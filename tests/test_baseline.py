@@ -11,7 +11,7 @@ from voxemo.cli import app
 from voxemo.corpora import scan
 from voxemo.experiment import Experiment, cross_validate
 
-from .conftest import DATA
+from .conftest import DATA, link_actors
 
 ACTORS = {f"ravdess:{a:02d}" for a in range(1, 7)}  # 3 female, 3 male
 
@@ -52,10 +52,7 @@ def test_c_is_chosen_on_validation_and_generalises():
 
 
 def test_cli_runs_the_baseline_and_refuses_to_train_it(tmp_path):
-    root = tmp_path / "ravdess6"  # the six actors again: their functionals are in the test run's cache
-    root.mkdir()
-    for a in range(1, 7):
-        (root / f"Actor_{a:02d}").symlink_to(DATA / "ravdess_speech" / f"Actor_{a:02d}")
+    root = link_actors(tmp_path / "ravdess6")  # the six actors again: their functionals are in the run's cache
     runner = CliRunner()
     r = runner.invoke(app, ["cv", str(root), "--model", "egemaps_svm", "--protocol", "loso",
                             "--max-folds", "1", "--out", str(tmp_path / "run")])

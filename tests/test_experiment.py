@@ -7,7 +7,7 @@ from typer.testing import CliRunner
 
 from voxemo.cli import app
 
-from .conftest import DATA, REPO
+from .conftest import DATA, REPO, link_actors
 
 runner = CliRunner()
 QUICK = ["--epochs", "1", "--batch-size", "32"]
@@ -20,10 +20,7 @@ def run(*args):
 @pytest.fixture(scope="module")
 def six_actors(tmp_path_factory):
     """RAVDESS speech actors 1-6 (3 F, 3 M), linked into a folder of their own."""
-    root = tmp_path_factory.mktemp("ravdess6")
-    for a in range(1, 7):
-        (root / f"Actor_{a:02d}").symlink_to(DATA / "ravdess_speech" / f"Actor_{a:02d}")
-    return root
+    return link_actors(tmp_path_factory.mktemp("ravdess6"))
 
 
 def test_cv_writes_the_run_directory_and_resumes(six_actors, tmp_path):
@@ -131,10 +128,7 @@ def test_extra_training_speakers_join_training_only(six_actors, tmp_path):
     from voxemo.experiment import Experiment, load_corpora, train_pipeline
     from voxemo.runs import plan_folds
 
-    song = tmp_path / "song"
-    song.mkdir()
-    for a in (1, 2, 7):  # two actors of the speech run, one it lacks
-        (song / f"Actor_{a:02d}").symlink_to(DATA / "ravdess_song" / f"Actor_{a:02d}")
+    song = link_actors(tmp_path / "song", "ravdess_song", (1, 2, 7))  # two actors of the speech run, one it lacks
     emodb = tmp_path / "emodb" / "wav"
     emodb.mkdir(parents=True)
     for f in sorted((DATA / "emodb" / "wav").glob("03*")):

@@ -12,7 +12,7 @@ from voxemo.cli import app, fold_printer
 from voxemo.experiment import Experiment
 from voxemo.recipes import list_recipes, load_recipe, row_experiments, same_folds
 
-from .conftest import DATA
+from .conftest import DATA, link_actors
 
 
 def test_every_recipe_row_builds_both_experiments():
@@ -56,11 +56,7 @@ def half_of_six_actors(tmp_path):
     """A data root whose ravdess_speech holds actors 1-6 (the quick run's six speakers), statement 1
     only: every emotion, half the clips, half the run's time."""
     root = tmp_path / "data"
-    for a in range(1, 7):
-        actor = root / "ravdess_speech" / f"Actor_{a:02d}"
-        actor.mkdir(parents=True)
-        for f in (DATA / "ravdess_speech" / actor.name).glob("*-01-??-??.flac"):  # mo-vc-em-in-STATEMENT-rep-actor
-            (actor / f.name).symlink_to(f)
+    link_actors(root / "ravdess_speech", pattern="*-01-??-??.flac")  # mo-vc-em-in-STATEMENT-rep-actor
     return root
 
 
