@@ -13,9 +13,11 @@ per-speaker normalisation (`speaker_norm`), and voxemo_net, each through `experi
 score the test speakers' clips through each whole pipeline as `voxemo predict` (or, per speaker,
 `voxemo evaluate`) hears them (`Pipeline.hear`), and fuse an encoder model's probabilities with
 voxemo_net's as `voxemo fuse` does (`fusion.Fusion`, equal weights: fixed in advance, nothing is
-chosen on a test fold; `voxemo fuse ENCODER_PIPE NET_PIPE --out F` packages the pair). Printed side by
-side per fold and as mean ± std over folds: UA of each model and of each fusion, against the
-issue's goal (song 85).
+chosen on a test fold; `voxemo fuse ENCODER_PIPE NET_PIPE --out F` packages the pair). A second pair
+of fusion rows weighs the two by the weight that scores best on the fold's validation speakers
+(`fusion.choose_weights`, the encoder's weight from 0.1 to 0.9; `voxemo fuse --weights-from`), so a
+weaker branch can be given less say without looking at a test clip. Printed side by side per fold
+and as mean ± std over folds: UA of each model and of each fusion, against the issue's goal (song 85).
 
 Each finished fold is written to --out at once; a rerun with the same --out skips finished folds (the
 whole run is about half an hour on one core, most of it voxemo_net).
@@ -34,7 +36,7 @@ import torch
 from voxemo.corpora import scan
 from voxemo.evaluate import classification_metrics
 from voxemo.experiment import Experiment, load_clips, model_inputs, train_fold
-from voxemo.fusion import Fusion
+from voxemo.fusion import Fusion, choose_weights
 from voxemo.runs import plan_folds
 
 REPO = Path(__file__).resolve().parents[1]
@@ -77,20 +79,25 @@ def main():
     for i, fold in enumerate(plan.folds, 1):
         if fold.name in done:
             continue
-        probs, pipes = {}, {}
+        probs, val_probs, pipes = {}, {}, {}
         for name, exp in models.items():
             pipes[name], _, _ = train_fold(exp, clips[name], inputs[name], labels, plan.classes, fold,
                                            speakers=speakers if exp.speaker_norm else None)
-            test_speakers = [str(s) for s in speakers[fold.test]] if exp.speaker_norm else None
-            probs[name] = pipes[name].hear([clips[name][j] for j in fold.test], test_speakers)
+            for got, rows in ((probs, fold.test), (val_probs, fold.val)):
+                who = [str(s) for s in speakers[rows]] if exp.speaker_norm else None
+                got[name] = pipes[name].hear([clips[name][j] for j in rows], who)
         y = plan.y[fold.test]
         row = {name: ua(y, p, k) for name, p in probs.items()}
         for fused, enc in (("fusion", "encoder"), ("fusion_sn", "encoder_sn")):  # what `voxemo fuse` of the two gives
-            row[fused] = ua(y, Fusion([pipes[enc], pipes["voxemo_net"]]).weigh([probs[enc], probs["voxemo_net"]]), k)
+            pair = [pipes[enc], pipes["voxemo_net"]]
+            row[fused] = ua(y, Fusion(pair).weigh([probs[enc], probs["voxemo_net"]]), k)
+            weights, _ = choose_weights([val_probs[enc], val_probs["voxemo_net"]], plan.y[fold.val])
+            row[f"{fused}_val"] = ua(y, Fusion(pair, weights).weigh([probs[enc], probs["voxemo_net"]]), k)
+            row[f"{fused}_val_weight"] = weights[0]  # the encoder's, chosen on the validation speakers
         done[fold.name] = row
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(done, indent=1))
-        print(f"fold {i}/{len(plan.folds)} ({fold.name}): " + "  ".join(f"{n} UA {v:.3f}" for n, v in row.items())
+        print(f"fold {i}/{len(plan.folds)} ({fold.name}): " + "  ".join(f"{n} {v:.3f}" for n, v in row.items())
               + f"  [{time.perf_counter() - t0:.0f} s]", flush=True)
 
     rows = [done[f.name] for f in plan.folds if f.name in done]
@@ -99,11 +106,18 @@ def main():
     m = args.encoder_model
     for name, label in (("encoder", f"{m}, single clips"), ("voxemo_net", "voxemo_net (log-mel CNN)"),
                         ("fusion", f"fusion: {m} + voxemo_net"),
+                        ("fusion_val", "fusion, weights chosen on validation speakers"),
                         ("encoder_sn", f"{m}, per-speaker normalisation"),
-                        ("fusion_sn", f"fusion: {m} per speaker + voxemo_net")):
+                        ("fusion_sn", f"fusion: {m} per speaker + voxemo_net"),
+                        ("fusion_sn_val", "fusion per speaker, weights chosen on validation")):
+        if not all(name in r for r in rows):  # a row of a run from before it was measured
+            continue
         v = np.array([r[name] for r in rows])
+        chosen = ""
+        if name.endswith("_val"):
+            chosen = "   encoder weight per fold: " + " ".join(f"{r[name + '_weight']:.1f}" for r in rows)
         print(f"{label:46s} {100 * v.mean():6.1f} ± {100 * v.std():4.1f}   "
-              f"{'met' if v.mean() >= GOALS[args.corpus] else 'NOT met'}")
+              f"{'met' if v.mean() >= GOALS[args.corpus] else 'NOT met'}{chosen}")
 
 
 if __name__ == "__main__":

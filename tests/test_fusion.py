@@ -1,6 +1,7 @@
 """Late fusion (`voxemo.fusion`): each member hears a clip its own way, the fusion weighs their
 probabilities, and a saved fusion is used wherever a pipeline is (predict, timeline, ONNX, CLI)."""
 
+import copy
 import json
 
 import numpy as np
@@ -10,11 +11,11 @@ from typer.testing import CliRunner
 
 from voxemo.audio import AudioSettings, load_audio
 from voxemo.cli import app
-from voxemo.fusion import Fusion, load_fusion
+from voxemo.fusion import WEIGHT_GRID, Fusion, choose_weights, load_fusion
 from voxemo.pipeline import PipelineError
 from voxemo.predict import Predictor, load_model
 
-from .conftest import DATA
+from .conftest import DATA, link_actors
 from .small_pipeline import ACTOR, CLASSES
 
 SPEECH = sorted(ACTOR.glob("*.flac"))[:3]
@@ -127,3 +128,63 @@ def test_the_cli_fuses_and_refuses_to_export_a_fusion(members, tmp_path):
     r = run(app, ["predict", str(SPEECH[0]), "--model", str(tmp_path / "f"), "--format", "json"])
     assert r.exit_code == 0, r.output
     assert json.loads(next(line for line in r.output.splitlines() if line.startswith("{")))["label"] in CLASSES
+
+
+def test_weights_are_chosen_by_the_fusions_ua_on_held_out_clips():
+    y = np.array([0, 0, 0, 0, 1, 1, 1, 1])
+    a = np.array([[0.9, 0.1]] * 4 + [[0.6, 0.4]] * 4)  # right on class 0, wrong on class 1
+    b = np.array([[0.05, 0.95]] * 4 + [[0.1, 0.9]] * 4)  # wrong on class 0, right on class 1
+    # class 0 is right when 0.05 + 0.85 w > 0.5 (w > 0.53), class 1 when 0.1 + 0.5 w < 0.5 (w < 0.8):
+    # 0.6 and 0.7 get every clip right, and 0.6 is nearer equal weights
+    weights, ua = choose_weights([a, b], y)
+    assert weights == [0.6, 0.4] and ua == 1.0
+    assert choose_weights([b, a], y)[0] == [0.4, 0.6]
+    with pytest.raises(ValueError, match="two members"):
+        choose_weights([a, b, a], y)
+    with pytest.raises(ValueError, match="do not match"):
+        choose_weights([a, b[:5]], y)
+
+
+def test_the_cli_chooses_two_members_weights_on_a_labelled_corpus(members, tmp_path):
+    members = [copy.deepcopy(m) for m in members]  # the module's members stay as they are
+    with torch.no_grad():  # untrained members answer one class for every clip: let their clips' features decide
+        for i, m in enumerate(members, 1):
+            last = [x for x in m.model.modules() if isinstance(x, torch.nn.Linear)][-1]
+            last.bias.zero_()
+            last.weight.mul_(50)
+            m.save(tmp_path / f"m{i}")
+    held_out = link_actors(tmp_path / "held_out", actors=[2, 3], pattern="03-01-0?-01-01-0?-*")  # 16 clips an actor
+    clips = sorted(held_out.glob("*/*.flac"))
+    run = CliRunner().invoke
+    r = run(app, ["fuse", str(tmp_path / "m1"), str(tmp_path / "m2"), "--out", str(tmp_path / "f"),
+                  "--weights-from", str(held_out)])
+    assert r.exit_code == 0, r.output
+    assert len(clips) == 32 and "32 clips" in r.output
+    chosen = [m["weight"] for m in json.loads((tmp_path / "f" / "fusion.json").read_text())["members"]]
+
+    # by hand: each member hears the clips as `voxemo evaluate` would, every weight of the grid is tried
+    decoded = [members[0].audio.decode(p) for p in clips]
+    probs = [m.hear(decoded) for m in members]
+    y = np.array([CLASSES.index(c) for c in
+                  [["neutral", "calm", "happy", "sad", "angry", "fearful", "disgust", "surprised"][int(p.name[6:8]) - 1]
+                   for p in clips]])
+
+    def ua(w):
+        pred = (w * probs[0] + (1 - w) * probs[1]).argmax(1)
+        return np.mean([np.mean(pred[y == k] == k) for k in np.unique(y)])
+
+    best = max(ua(w) for w in WEIGHT_GRID)
+    assert len({round(ua(w), 6) for w in WEIGHT_GRID}) > 1  # the weight matters here
+    assert chosen[0] in WEIGHT_GRID and ua(chosen[0]) == pytest.approx(best)
+    assert chosen[0] + chosen[1] == pytest.approx(1.0)
+    assert f"UA {best:.3f}" in r.output
+
+    r = run(app, ["fuse", str(tmp_path / "m1"), str(tmp_path / "m2"), "--out", str(tmp_path / "f"),
+                  "--weights-from", str(held_out)])
+    assert r.exit_code == 2 and "--force" in r.output  # nothing overwritten unasked
+    r = run(app, ["fuse", str(tmp_path / "m1"), str(tmp_path / "m2"), "--out", str(tmp_path / "g"),
+                  "--weights", "1,1", "--weights-from", str(held_out)])
+    assert r.exit_code == 2 and "not both" in r.output
+    r = run(app, ["fuse", str(tmp_path / "m1"), str(tmp_path / "m2"), str(tmp_path / "m1"), "--out",
+                  str(tmp_path / "g"), "--weights-from", str(held_out)])
+    assert r.exit_code == 2 and "two members" in r.output

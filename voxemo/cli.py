@@ -510,21 +510,37 @@ def fuse_cmd(
     members: Annotated[list[Path], typer.Argument(help="Two or more pipeline paths (or bundled model names) with the same labels.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the fusion: fusion.json and one pipeline per member.")],
     weights: Annotated[Optional[str], typer.Option("--weights", help="One positive weight per member, comma-separated, fixed in advance (never chosen on test clips).  [default: equal]")] = None,
+    weights_from: Annotated[Optional[list[str]], typer.Option("--weights-from", help="Choose two members' weights (0.1 .. 0.9) by the fusion's UA on this labelled corpus: held-out speakers, not the clips you will test on. Repeatable.")] = None,
     force: Annotated[bool, typer.Option("--force", "-f", help="Overwrite a fusion already in --out.")] = False,
     encoder: EncoderOpt = None,
 ):
     """Fuse trained pipelines late: a clip's probabilities are the weighted mean of theirs, each member
     hearing the clip its own way. The folder works wherever a pipeline path does (predict, evaluate, serve)."""
+    from .experiment import fusion_weights_on
     from .fusion import Fusion
     from .pipeline import PipelineError, load_pipeline
     from .predict import resolve_model
 
+    if weights is not None and weights_from:
+        fail("give --weights or --weights-from, not both")
+    if weights_from and len(members) != 2:
+        fail(f"--weights-from weighs two members, not {len(members)}")
     try:
         w = None if weights is None else [float(v) for v in weights.split(",")]
     except ValueError:
         fail(f"--weights takes numbers separated by commas, not {weights!r}")
+    if weights_from and not force and (out / "fusion.json").exists():  # before the corpus is heard
+        fail(f"{out / 'fusion.json'} exists; pass --force to replace it")
     try:
-        fusion = Fusion([load_pipeline(resolve_model(m), encoder) for m in members], w)
+        pipes = [load_pipeline(resolve_model(m), encoder) for m in members]
+        if weights_from:
+            manifest = load_data(weights_from)
+            try:
+                w, ua, n = fusion_weights_on(pipes, manifest)
+            except ValueError as e:
+                fail(str(e))
+            console.print(f"weights chosen on {n} clips of {', '.join(weights_from)}: UA {ua:.3f} there", highlight=False)
+        fusion = Fusion(pipes, w)
         config = fusion.save(out, overwrite=force)
     except PipelineError as e:
         fail(str(e))

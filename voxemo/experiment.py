@@ -567,3 +567,23 @@ def score_pipeline(pipe: Pipeline | Fusion, manifest: Sequence[Utterance], *, de
         m["clips"] = [{"path": u.path, "label": pipe.labels[int(np.argmax(p))],
                        "probabilities": dict(zip(pipe.labels, map(float, p)))} for u, p in zip(known, probs)]
     return m
+
+
+def fusion_weights_on(members: Sequence[Pipeline], manifest: Sequence[Utterance]) -> tuple[list[float], float, int]:
+    """Two pipelines' fusion weights chosen on a labelled corpus (`fusion.choose_weights`): (weights, the
+    fusion's UA on those clips, clips scored). Each member hears the clips as `score_pipeline` has it
+    hear them (a `speaker_norm` member: every clip of each speaker, labels unused). Give it held-out
+    speakers (validation), never the clips the fusion will be tested on."""
+    from .fusion import Fusion, choose_weights
+
+    pair = Fusion(members)  # checks that the members fit together
+    known = [u for u in manifest if getattr(u, pair.task) in pair.labels]
+    if not known:
+        raise ValueError(f"none of the corpus's clips has one of the fusion's labels ({', '.join(pair.labels)})")
+    heard = list(manifest) if pair.speaker_norm else known
+    clips = load_clips(heard, pair.audio)
+    rows = [i for i, u in enumerate(heard) if getattr(u, pair.task) in pair.labels]
+    probs = [m.hear(clips, [u.speaker for u in heard] if m.speaker_norm else None)[rows] for m in members]
+    y = np.array([pair.labels.index(getattr(u, pair.task)) for u in known])
+    weights, ua = choose_weights(probs, y)
+    return weights, ua, len(known)

@@ -15,7 +15,8 @@ the member alone does. One ONNX graph per member: `voxemo export` exports member
 
 Saved as a folder, and loading never runs code: `fusion.json` (format, labels, task, each member's
 file name and weight) and one pipeline per member beside it (`member1.json` + `.safetensors`, ...).
-Nothing here learns: the weights are given (equal by default), fixed before any test clip is seen.
+The weights are given (equal by default), fixed before any test clip is seen; `choose_weights` picks
+two members' weights on labelled held-out clips (validation speakers, never a test fold).
 
 Letters: B clips, K classes.
 """
@@ -115,6 +116,29 @@ class Fusion:
             m.save(folder / f"member{i}", overwrite=overwrite)
         config.write_text(json.dumps(self.describe(), indent=2))
         return config
+
+
+WEIGHT_GRID = tuple(round(0.1 * i, 1) for i in range(1, 10))  # the first member's weight: 0.1 .. 0.9
+
+
+def choose_weights(member_probs: Sequence[np.ndarray], y: np.ndarray, grid: Sequence[float] = WEIGHT_GRID
+                   ) -> tuple[list[float], float]:
+    """Two members' probabilities (each (B, K)) on labelled held-out clips and their labels (B,) ->
+    ([w, 1 - w], UA): the first member's weight w from `grid` whose fusion scores the highest UA on
+    those clips (ties: the w nearest equal weights). Give it validation speakers' clips, never a test
+    fold's: what it picks is then fixed, as `Fusion` wants."""
+    from .evaluate import classification_metrics
+
+    if len(member_probs) != 2:
+        raise ValueError(f"choose_weights weighs two members, not {len(member_probs)}")
+    a, b = (np.asarray(p, dtype=np.float64) for p in member_probs)
+    y = np.asarray(y)
+    if a.shape != b.shape or a.ndim != 2 or len(y) != len(a) or not len(y):
+        raise ValueError(f"probabilities {a.shape} and {b.shape} and labels ({len(y)},) do not match")
+    classes = list(range(a.shape[1]))
+    scores = {w: classification_metrics(y, (w * a + (1 - w) * b).argmax(1), classes)["ua"] for w in grid}
+    w = max(grid, key=lambda v: (scores[v], -abs(v - 0.5)))
+    return [w, round(1 - w, 6)], scores[w]
 
 
 def is_fusion(path: str | os.PathLike) -> bool:
