@@ -102,7 +102,7 @@ def main():
 
     rows = [done[f.name] for f in plan.folds if f.name in done]
     print(f"\n{args.corpus}, {k} classes, {protocol}, {len(rows)} of {len(plan.folds)} folds; UA mean ± std over folds")
-    print(f"{'model':46s} {'UA':>14s}   goal {GOALS[args.corpus]:.2f}")
+    print(f"{'model':50s} {'UA':>14s}   goal {GOALS[args.corpus]:.2f}")
     m = args.encoder_model
     for name, label in (("encoder", f"{m}, single clips"), ("voxemo_net", "voxemo_net (log-mel CNN)"),
                         ("fusion", f"fusion: {m} + voxemo_net"),
@@ -116,7 +116,7 @@ def main():
         chosen = ""
         if name.endswith("_val"):
             chosen = "   encoder weight per fold: " + " ".join(f"{r[name + '_weight']:.1f}" for r in rows)
-        print(f"{label:46s} {100 * v.mean():6.1f} ± {100 * v.std():4.1f}   "
+        print(f"{label:50s} {100 * v.mean():6.1f} ± {100 * v.std():4.1f}   "
               f"{'met' if v.mean() >= GOALS[args.corpus] else 'NOT met'}{chosen}")
 
 

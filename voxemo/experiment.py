@@ -572,7 +572,8 @@ def score_pipeline(pipe: Pipeline | Fusion, manifest: Sequence[Utterance], *, de
 def fusion_weights_on(members: Sequence[Pipeline], manifest: Sequence[Utterance]) -> tuple[list[float], float, int]:
     """Two pipelines' fusion weights chosen on a labelled corpus (`fusion.choose_weights`): (weights, the
     fusion's UA on those clips, clips scored). Each member hears the clips as `score_pipeline` has it
-    hear them (a `speaker_norm` member: every clip of each speaker, labels unused). Give it held-out
+    hear them (a `speaker_norm` member: every clip of each speaker, labels unused), and the fusion
+    chooses among the labels the corpus has, as there. Give it held-out
     speakers (validation), never the clips the fusion will be tested on."""
     from .fusion import Fusion, choose_weights
 
@@ -583,7 +584,9 @@ def fusion_weights_on(members: Sequence[Pipeline], manifest: Sequence[Utterance]
     heard = list(manifest) if pair.speaker_norm else known
     clips = load_clips(heard, pair.audio)
     rows = [i for i, u in enumerate(heard) if getattr(u, pair.task) in pair.labels]
-    probs = [m.hear(clips, [u.speaker for u in heard] if m.speaker_norm else None)[rows] for m in members]
-    y = np.array([pair.labels.index(getattr(u, pair.task)) for u in known])
+    shared = [c for c in pair.labels if any(getattr(u, pair.task) == c for u in known)]
+    cols = [pair.labels.index(c) for c in shared]  # predictions among the corpus's labels, as score_pipeline's
+    probs = [m.hear(clips, [u.speaker for u in heard] if m.speaker_norm else None)[rows][:, cols] for m in members]
+    y = np.array([shared.index(getattr(u, pair.task)) for u in known])
     weights, ua = choose_weights(probs, y)
     return weights, ua, len(known)
