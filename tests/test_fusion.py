@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 
 from voxemo.audio import AudioSettings, load_audio
 from voxemo.cli import app
+from voxemo.corpora import scan
 from voxemo.fusion import WEIGHT_GRID, Fusion, choose_weights, load_fusion
 from voxemo.pipeline import PipelineError
 from voxemo.predict import Predictor, load_model
@@ -154,20 +155,18 @@ def test_the_cli_chooses_two_members_weights_on_a_labelled_corpus(members, tmp_p
             last.weight.mul_(50)
             m.save(tmp_path / f"m{i}")
     held_out = link_actors(tmp_path / "held_out", actors=[2, 3], pattern="03-01-0?-01-01-0?-*")  # 16 clips an actor
-    clips = sorted(held_out.glob("*/*.flac"))
+    utts = scan(held_out)
     run = CliRunner().invoke
     r = run(app, ["fuse", str(tmp_path / "m1"), str(tmp_path / "m2"), "--out", str(tmp_path / "f"),
                   "--weights-from", str(held_out)])
     assert r.exit_code == 0, r.output
-    assert len(clips) == 32 and "32 clips" in r.output
+    assert len(utts) == 32 and "32 clips" in r.output
     chosen = [m["weight"] for m in json.loads((tmp_path / "f" / "fusion.json").read_text())["members"]]
 
     # by hand: each member hears the clips as `voxemo evaluate` would, every weight of the grid is tried
-    decoded = [members[0].audio.decode(p) for p in clips]
+    decoded = [members[0].audio.decode(u.path) for u in utts]
     probs = [m.hear(decoded) for m in members]
-    y = np.array([CLASSES.index(c) for c in
-                  [["neutral", "calm", "happy", "sad", "angry", "fearful", "disgust", "surprised"][int(p.name[6:8]) - 1]
-                   for p in clips]])
+    y = np.array([CLASSES.index(u.emotion) for u in utts])
 
     def ua(w):
         pred = (w * probs[0] + (1 - w) * probs[1]).argmax(1)

@@ -533,6 +533,36 @@ def train_pipeline(manifest: Sequence[Utterance], exp: Experiment, *, on_epoch=N
     return pipe, history, m
 
 
+@dataclass(frozen=True)
+class CorpusView:
+    """How a pipeline (or fusion) scores a labelled corpus: `known`, the clips whose label it has;
+    `heard`, what it hears (a `speaker_norm` pipeline every clip, so each speaker is standardised over
+    all their clips, the labels unused; else `known`); `rows`, the known clips' places in `heard`;
+    `shared`, the labels the corpus has, in the pipeline's order, and `cols` their columns: predictions
+    are restricted to them; `y`, the known clips' labels as indices into `shared`."""
+
+    known: list[Utterance]
+    unmapped: list[str]
+    heard: list[Utterance]
+    rows: list[int]
+    shared: list[str]
+    cols: list[int]
+    y: np.ndarray
+
+    @classmethod
+    def of(cls, pipe, manifest: Sequence[Utterance]) -> "CorpusView":
+        """ValueError when none of the corpus's labels is the pipeline's."""
+        attr, labels = pipe.task, pipe.labels
+        known = [u for u in manifest if getattr(u, attr) in labels]
+        unmapped = sorted({getattr(u, attr) for u in manifest} - set(labels))
+        if not known:
+            raise ValueError(f"none of the corpus's labels ({', '.join(unmapped)}) is among the pipeline's ({', '.join(labels)})")
+        heard = list(manifest) if pipe.speaker_norm else known
+        shared = [c for c in labels if any(getattr(u, attr) == c for u in known)]
+        return cls(known, unmapped, heard, [i for i, u in enumerate(heard) if getattr(u, attr) in labels], shared,
+                   [labels.index(c) for c in shared], np.array([shared.index(getattr(u, attr)) for u in known]))
+
+
 def score_pipeline(pipe: Pipeline | Fusion, manifest: Sequence[Utterance], *, decode_progress=None,
                    per_clip: bool = False) -> dict:
     """Score a pipeline (or a `fusion.Fusion`) on a corpus, also another corpus than it was trained on.
@@ -546,47 +576,29 @@ def score_pipeline(pipe: Pipeline | Fusion, manifest: Sequence[Utterance], *, de
     every clip of the corpus, so each speaker is standardised over all their clips, the labels unused
     (those it cannot score too), as it would be on a speaker's unlabelled recordings.
     """
-    attr = pipe.task
-    known = [u for u in manifest if getattr(u, attr) in pipe.labels]
-    unmapped = sorted({getattr(u, attr) for u in manifest} - set(pipe.labels))
-    if not known:
-        raise ValueError(f"none of the corpus's labels ({', '.join(unmapped)}) is among the pipeline's ({', '.join(pipe.labels)})")
-    shared = [c for c in pipe.labels if any(getattr(u, attr) == c for u in known)]
-    heard = list(manifest) if pipe.speaker_norm else known
-    probs = pipe.hear(load_clips(heard, pipe.audio, decode_progress), [u.speaker for u in heard])
-    if pipe.speaker_norm:
-        probs = probs[[i for i, u in enumerate(heard) if getattr(u, attr) in pipe.labels]]
-    cols = [pipe.labels.index(c) for c in shared]
-    pred = probs[:, cols].argmax(1)
-    y = np.array([shared.index(getattr(u, attr)) for u in known])
-    m = classification_metrics(y, pred, shared)  # per_class named by class, not by index
-    m.update(classes=shared, unmapped=unmapped, n_unmapped=len(manifest) - len(known), n=len(known),
-             protocol="held-out corpus" if not set(pipe.meta.get("corpora", [])) & {u.corpus for u in known}
+    v = CorpusView.of(pipe, manifest)
+    probs = pipe.hear(load_clips(v.heard, pipe.audio, decode_progress), [u.speaker for u in v.heard])[v.rows]
+    m = classification_metrics(v.y, probs[:, v.cols].argmax(1), v.shared)  # per_class named by class, not by index
+    m.update(classes=v.shared, unmapped=v.unmapped, n_unmapped=len(manifest) - len(v.known), n=len(v.known),
+             protocol="held-out corpus" if not set(pipe.meta.get("corpora", [])) & {u.corpus for u in v.known}
              else "same corpus (speakers may overlap training)")
     if per_clip:
         m["clips"] = [{"path": u.path, "label": pipe.labels[int(np.argmax(p))],
-                       "probabilities": dict(zip(pipe.labels, map(float, p)))} for u, p in zip(known, probs)]
+                       "probabilities": dict(zip(pipe.labels, map(float, p)))} for u, p in zip(v.known, probs)]
     return m
 
 
 def fusion_weights_on(members: Sequence[Pipeline], manifest: Sequence[Utterance]) -> tuple[list[float], float, int]:
     """Two pipelines' fusion weights chosen on a labelled corpus (`fusion.choose_weights`): (weights, the
-    fusion's UA on those clips, clips scored). Each member hears the clips as `score_pipeline` has it
-    hear them (a `speaker_norm` member: every clip of each speaker, labels unused), and the fusion
-    chooses among the labels the corpus has, as there. Give it held-out
-    speakers (validation), never the clips the fusion will be tested on."""
+    fusion's UA on those clips, clips scored). The clips are heard and the predictions restricted as
+    `score_pipeline` does (`CorpusView`). Give it held-out speakers (validation), never the clips the
+    fusion will be tested on."""
     from .fusion import Fusion, choose_weights
 
     pair = Fusion(members)  # checks that the members fit together
-    known = [u for u in manifest if getattr(u, pair.task) in pair.labels]
-    if not known:
-        raise ValueError(f"none of the corpus's clips has one of the fusion's labels ({', '.join(pair.labels)})")
-    heard = list(manifest) if pair.speaker_norm else known
-    clips = load_clips(heard, pair.audio)
-    rows = [i for i, u in enumerate(heard) if getattr(u, pair.task) in pair.labels]
-    shared = [c for c in pair.labels if any(getattr(u, pair.task) == c for u in known)]
-    cols = [pair.labels.index(c) for c in shared]  # predictions among the corpus's labels, as score_pipeline's
-    probs = [m.hear(clips, [u.speaker for u in heard] if m.speaker_norm else None)[rows][:, cols] for m in members]
-    y = np.array([shared.index(getattr(u, pair.task)) for u in known])
-    weights, ua = choose_weights(probs, y)
-    return weights, ua, len(known)
+    v = CorpusView.of(pair, manifest)
+    clips = load_clips(v.heard, pair.audio)
+    probs = [m.hear(clips, [u.speaker for u in v.heard] if m.speaker_norm else None)[v.rows][:, v.cols]
+             for m in members]
+    weights, ua = choose_weights(probs, v.y)
+    return weights, ua, len(v.known)
