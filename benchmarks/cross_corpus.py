@@ -27,10 +27,12 @@ from pathlib import Path
 from voxemo.adapt import adapt
 from voxemo.corpora import scan
 from voxemo.experiment import Experiment, score_pipeline, train_pipeline
+from voxemo.papers import ENCODER_TRAIN
 
 REPO = Path(__file__).resolve().parents[1]
 GOAL = 0.65
 LAYERS04 = {"layers": [0, 1, 2, 3, 4]}  # the default model's layers (configs/encoder_head_layers04.toml)
+HEAD_TRAIN = ENCODER_TRAIN.to_dict()  # the heads' training, for the probe rows measured with it
 AVERAGE_LAST20 = {"average_last": 20}  # no validation choice: the mean of the last 20 epochs' weights
 VARIANTS = {  # name -> (what it is, Experiment arguments[, "adapt": adapted to the scored corpus])
     "all": ("encoder_head, all layers, single clips", dict(model="encoder_head")),
@@ -63,10 +65,24 @@ VARIANTS = {  # name -> (what it is, Experiment arguments[, "adapt": adapted to 
     "dcvc2-sn": ("layers 0-4, one degraded copy and two voice copies of each training clip, per-speaker normalisation",
                  dict(model="encoder_head", model_overrides=LAYERS04, degraded_copies=1, voice_copies=2,
                       speaker_norm=True)),
+    # the two probe rows of 2026-12-03, trained as the heads were (early stopping); the probe's own
+    # recipe (a logistic regression to its optimum) is the "probe" rows below
     "probe4-sn": ("encoder_probe (linear) on layer 4, per-speaker normalisation",
-                  dict(model="encoder_probe", speaker_norm=True)),
+                  dict(model="encoder_probe", model_overrides={"layers": [4]}, train=HEAD_TRAIN, speaker_norm=True)),
     "probe26-sn": ("encoder_probe (linear) on layers 2-6, per-speaker normalisation",
-                   dict(model="encoder_probe", model_overrides={"layers": [2, 3, 4, 5, 6]}, speaker_norm=True)),
+                   dict(model="encoder_probe", model_overrides={"layers": [2, 3, 4, 5, 6]}, train=HEAD_TRAIN,
+                        speaker_norm=True)),
+    "probe": ("encoder_probe (logistic regression) on every layer, single clips", dict(model="encoder_probe")),
+    "probe-sn": ("encoder_probe (logistic regression) on every layer, per-speaker normalisation",
+                 dict(model="encoder_probe", speaker_norm=True)),
+    "probe04": ("encoder_probe (logistic regression) on layers 0-4, single clips",
+                dict(model="encoder_probe", model_overrides=LAYERS04)),
+    "probe-adapt": ("encoder_probe (logistic regression) on every layer, single clips, adapted (voxemo adapt)",
+                    dict(model="encoder_probe"), "adapt"),
+    "probe04-adapt": ("encoder_probe (logistic regression) on layers 0-4, single clips, adapted (voxemo adapt)",
+                      dict(model="encoder_probe", model_overrides=LAYERS04), "adapt"),
+    "probe04-sn": ("encoder_probe (logistic regression) on layers 0-4, per-speaker normalisation",
+                   dict(model="encoder_probe", model_overrides=LAYERS04, speaker_norm=True)),
     "l04-lin-sn": ("encoder_head, layers 0-4, linear after the layer sum, per-speaker normalisation",
                    dict(model="encoder_head", model_overrides={**LAYERS04, "hidden": 0}, speaker_norm=True)),
     "l04-raw-sn": ("encoder_head, layers 0-4, no per-clip norm, per-speaker normalisation",

@@ -421,6 +421,60 @@ def test_ensemble_trains_through_fit_and_answers_as_one_model(tiny_file, tmp_pat
         assert (again.logits(again.normalizer(x)).argmax(-1) == y).float().mean() > 0.9
 
 
+def test_the_reference_probe_is_fitted_as_scikit_learns_logistic_regression(tiny_file):
+    """encoder_probe with its recipe: the standardised statistics of every layer into one Linear layer,
+    fitted to the optimum of scikit-learn's L2 logistic regression (C = 1 / (weight_decay x N), the
+    intercept unpenalised): the same probabilities on clips it never saw. It is what the issue's
+    probes ran, so its figures are theirs."""
+    from sklearn.linear_model import LogisticRegression
+
+    from voxemo.experiment import Experiment, build
+    from voxemo.train import fit
+
+    exp = Experiment(model="encoder_probe", encoder=str(tiny_file))
+    cfg = exp.train_config()
+    pipe = build(exp, ["a", "b", "c"])
+    gen = torch.Generator().manual_seed(0)
+    y = torch.arange(90) % 3
+    x = torch.randn(90, *pipe.model.config.input_shape, generator=gen)
+    x[:, 2, 0, :3] += 0.7 * torch.nn.functional.one_hot(y, 3).float()  # a weak mark of each class in one layer
+    train, held = slice(0, 60), slice(60, 90)
+    fit(pipe, (x[train], y[train]), None, cfg, precomputed=True)
+    pipe.eval()
+    with torch.inference_mode():
+        z = pipe.normalizer(x).flatten(1).numpy()
+        ours = pipe.logits(pipe.normalizer(x[held])).softmax(-1).numpy()
+    ref = LogisticRegression(C=1 / (cfg.weight_decay * 60), max_iter=5000, tol=1e-8).fit(z[train], y[train].numpy())
+    np.testing.assert_allclose(ours, ref.predict_proba(z[held]), atol=0.02)
+    assert np.abs(ours - 1 / 3).max() > 0.1  # the probe says something: the comparison is not of two flat answers
+
+
+def test_a_run_without_validation_speakers_trains_on_every_speaker_but_the_test_ones(tiny_file, data, tmp_path, monkeypatch):
+    """val_speakers = 0 (in a config): for a model that chooses nothing on validation (the probe, or
+    average_last), each fold trains on every speaker but its test speakers, and the run writes its
+    report and learning curves without validation figures."""
+    from voxemo.config import experiment_from_config
+    from voxemo.experiment import cross_validate
+    from voxemo.runs import plan_folds
+
+    monkeypatch.setenv("VOXEMO_CACHE_DIR", str(tmp_path / "cache"))
+    who = ("emodb:03", "emodb:08", "emodb:09", "emodb:10")
+    utts = [u for u in scan(data / "emodb") if u.emotion in ("angry", "sad", "neutral")]
+    utts = [u for s in who for u in [v for v in utts if v.speaker == s][:4]]
+    toml = tmp_path / "probe.toml"
+    toml.write_text(f'model = "encoder_probe"\nprotocol = "loso"\nval_speakers = 0\nencoder = "{tiny_file}"\n'
+                    '[train]\nepochs = 3\n')
+    exp = experiment_from_config(toml)
+    plan = plan_folds(utts, exp)
+    for fold in plan.folds:
+        assert len(fold.val) == 0 and len(fold.train) + len(fold.test) == len(utts)
+    result = cross_validate(utts, exp, tmp_path / "run")
+    assert result["n_folds"] == len(who)
+    curves = json.loads((tmp_path / "run" / "fold01" / "metrics.json").read_text())["history"]
+    assert len(curves["train_loss"]) == 3 and "val_ua" not in curves
+    assert (tmp_path / "run" / "report.md").is_file() and (tmp_path / "run" / "curves.png").is_file()
+
+
 def test_degraded_copies_train_and_never_validate_or_test(tiny_file, data, tmp_path, monkeypatch):
     """`degraded_copies`: each clip's degraded copy is embedded (and cached) apart from the clip, and a
     fold trains on its training clips and their copies only: validation is the clips themselves and

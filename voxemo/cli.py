@@ -307,7 +307,7 @@ def train_cmd(
     model: ModelOpt = None, config: ConfigOpt = None, task: TaskOpt = None, channel: ChannelOpt = None,
     intensity: IntensityOpt = None, emotions: EmotionsOpt = None, gender: GenderOpt = None,
     epochs: EpochsOpt = None, lr: LrOpt = None, batch_size: BatchOpt = None, seed: SeedOpt = None,
-    val_speakers: Annotated[Optional[int], typer.Option("--val-speakers", help="Speakers held out for early stopping.  [default: 2]")] = None,
+    val_speakers: Annotated[Optional[int], typer.Option("--val-speakers", help="Speakers held out for early stopping; 0: none (all epochs run, the last kept).  [default: 2]")] = None,
     resume: ResumeOpt = False, force: ForceOpt = False, encoder: EncoderOpt = None, speaker_norm: SpeakerNormOpt = None,
     degraded_copies: CopiesOpt = None, voice_copies: VoiceCopiesOpt = None,
 ):

@@ -127,7 +127,7 @@ def experiment_from_config(path: str | Path | None = None, **overrides):
     return exp
 
 
-MINIMUM = {"epochs": 1, "batch_size": 1, "folds": 2, "max_folds": 1, "val_speakers": 1, "repeats": 1}  # least valid values
+MINIMUM = {"epochs": 1, "batch_size": 1, "folds": 2, "max_folds": 1, "val_speakers": 0, "repeats": 1}  # least valid values
 
 
 def _check_counts(where: str, values: dict) -> None:

@@ -110,9 +110,9 @@ class History:
     resumed_seconds: float = 0.0  # of which earlier sittings (what the checkpoint held when this one began)
 
     def curves(self) -> dict:
-        """Lists per key, as report.write_run draws them."""
+        """Lists per key, as report.write_run draws them; a run without validation speakers has no val_ keys."""
         keys = ("train_loss", "train_acc", "val_loss", "val_acc", "val_ua")
-        return {k: [e[k] for e in self.epochs] for k in keys}
+        return {k: [e[k] for e in self.epochs] for k in keys if all(k in e for e in self.epochs)}
 
 
 def keep_freed_memory() -> bool:

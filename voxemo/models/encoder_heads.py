@@ -14,8 +14,10 @@ heard on the stem, so which layers matter is learned, not fixed:
     log of their mean probability, (B, K): a deep ensemble (Lakshminarayanan et al. 2017) in one file,
     so the pipeline, export and service see one model. Members share the batches, mixup and early
     stopping; they differ by initialisation and dropout.
-`encoder_probe`: the reference row, a linear probe: the chosen layers' statistics, flattened, one
-    Linear layer (with the pipeline's standardisation in front and weight decay, a logistic regression).
+`encoder_probe`: the reference row, a linear probe: the chosen layers' statistics (default all),
+    flattened, one Linear layer. With the pipeline's standardisation in front and its recipe
+    (`papers.PROBE_TRAIN`: L2 on the weights, not the bias, full batch, to the optimum) it is the
+    standardised logistic regression the issue's probes ran in scikit-learn.
 
 `encoder_attentive`: on the frames of every hidden state instead of their statistics, (B, L + 1, S, D)
     (`features.EncoderFrames`: pairs of frames averaged, 25 a second; frames past a clip's own are
@@ -255,11 +257,16 @@ def pick(x: torch.Tensor, rows: list[int]) -> torch.Tensor:
 class EncoderProbeConfig:
     n_classes: int = 8  # classes to tell apart
     input_shape: tuple[int, ...] = (7, 2, 512)  # (L + 1, 2, D)
-    layers: tuple[int, ...] | None = (4,)  # the hidden states used; None: all
+    layers: tuple[int, ...] | None = None  # the hidden states used; None: all
 
 
 class EncoderProbe(nn.Module):
     """(B, L + 1, 2, D) -> (B, K): one Linear layer on the chosen layers' statistics."""
+
+    def param_groups(self) -> list[dict]:
+        """The weights under the recipe's L2, the bias (a logistic regression's intercept) free of it."""
+        return [{"params": [self.linear.weight], "lr_scale": 1.0},
+                {"params": [self.linear.bias], "lr_scale": 1.0, "weight_decay": 0.0}]
 
     def __init__(self, cfg: EncoderProbeConfig):
         super().__init__()
@@ -286,7 +293,7 @@ def encoder_ensemble(**kw):
 
 @register_model
 def encoder_probe(**kw):
-    """Reference: a linear probe on one layer's (default 4) mean and std."""
+    """Reference: a linear probe (logistic regression) on every layer's mean and std."""
     return build(EncoderProbeConfig, EncoderProbe, {}, kw)
 
 
