@@ -5,7 +5,7 @@
 Run `whisper_embed.py` first (clips missing from the cache are computed, slowly). For each layer of
 the encoder (0 = conv stem + positions, 1-5 after blocks 1-5, 6 = the encoder output after the final
 LayerNorm) the clip's features are that layer's mean and std over frames (2 x 512); "2-6" concatenates
-layers 2 to 6 (5 x 1024). Classifier: StandardScaler + multinomial LogisticRegression (C fixed by
+layers 2 to 6 (5 x 1024), "all" every layer (7 x 1024, what the registered `encoder_probe` reads). Classifier: StandardScaler + multinomial LogisticRegression (C fixed by
 --C, not tuned), fitted on each fold's training and validation speakers together, scored on its
 test speakers. Protocols (speaker-independent, `splits.make_folds`):
 - RAVDESS speech, 8 emotions, "speaker-kfold" with 6 folds (4 test actors each, gender-balanced);
@@ -79,6 +79,7 @@ def main() -> None:
         E = E.reshape(len(E), E.shape[1], -1)  # (B, L + 1, 2 D): mean and std side by side
         rows = {str(layer): E[:, layer] for layer in range(E.shape[1])}
         rows["2-6"] = E[:, list(CONCAT)].reshape(len(E), -1)
+        rows["all"] = E.reshape(len(E), -1)
         print(f"\n{title}: {len(utts)} clips ({len(skipped)} skipped), {len(folds)} folds, "
               f"classes {', '.join(classes)}; standardised logistic regression, C={args.C}")
         print(f"{'layer':>8}{'UA pooled':>11}{'UA fold mean':>14}{'(std)':>8}{'WA pooled':>11}{'floor UA':>10}")

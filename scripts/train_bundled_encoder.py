@@ -76,6 +76,10 @@ CANDIDATES = {
     "layers 0-4, mean of the last 20 epochs": Candidate("encoder_head", LAYERS_04, train={"average_last": 20}),
     "layers 0-4, ensemble of 5, mean of the last 20 epochs": Candidate("encoder_ensemble", LAYERS_04,
                                                                        train={"average_last": 20}),
+    # the reference probe (a logistic regression to its optimum): the best single-clip reader across
+    # corpora in benchmarks/cross_corpus.py one way
+    "linear probe, layers 0-4": Candidate("encoder_probe", LAYERS_04),
+    "linear probe, all layers": Candidate("encoder_probe", {}),
 }
 GAINS_DB = (0, -10, -20, -30)
 LOCO_SEEDS = 3  # runs per candidate when leaving a corpus out: one run moves by several points
