@@ -18,6 +18,7 @@ import json
 import hashlib
 import shutil
 import struct
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -473,6 +474,22 @@ def test_a_run_without_validation_speakers_trains_on_every_speaker_but_the_test_
     curves = json.loads((tmp_path / "run" / "fold01" / "metrics.json").read_text())["history"]
     assert len(curves["train_loss"]) == 3 and "val_ua" not in curves
     assert (tmp_path / "run" / "report.md").is_file() and (tmp_path / "run" / "curves.png").is_file()
+    # `voxemo train --val-speakers 0`: one pipeline on every speaker, which says it has no held-out figure
+    from typer.testing import CliRunner
+
+    from voxemo.cli import app
+    from voxemo.pipeline import load_pipeline
+
+    corpus = tmp_path / "emodb" / "wav"
+    corpus.mkdir(parents=True)
+    for u in utts:
+        (corpus / Path(u.path).name).symlink_to(u.path)
+    r = CliRunner().invoke(app, ["train", str(corpus.parent), "--model", "encoder_probe", "--val-speakers", "0",
+                                 "--epochs", "3", "--encoder", str(tiny_file), "--out", str(tmp_path / "p")])
+    assert r.exit_code == 0, r.output
+    assert "no validation speakers" in r.output and "Traceback" not in r.output
+    meta = load_pipeline(tmp_path / "p", tiny_file).meta
+    assert meta["n_train"] == len(utts) and meta["validation_speakers"] == [] and meta["validation_metrics"] is None
 
 
 def test_degraded_copies_train_and_never_validate_or_test(tiny_file, data, tmp_path, monkeypatch):

@@ -338,9 +338,14 @@ def train_cmd(
     import shutil
 
     shutil.rmtree(ckpt, ignore_errors=True)
-    console.print(f"best epoch {history.best_epoch + 1}; validation speakers {', '.join(pipe.meta['validation_speakers'])}: "
-                  f"UA {m['ua']:.3f}, WA {m['wa']:.3f}, macro-F1 {m['macro_f1']:.3f} (speaker-independent, "
-                  f"{len(pipe.labels)} classes: {', '.join(pipe.labels)})", highlight=False)
+    if m is None:
+        console.print(f"no validation speakers: trained on every speaker for all {len(history.epochs)} epochs "
+                      f"({len(pipe.labels)} classes: {', '.join(pipe.labels)}); no speaker-independent figure",
+                      highlight=False)
+    else:
+        console.print(f"best epoch {history.best_epoch + 1}; validation speakers {', '.join(pipe.meta['validation_speakers'])}: "
+                      f"UA {m['ua']:.3f}, WA {m['wa']:.3f}, macro-F1 {m['macro_f1']:.3f} (speaker-independent, "
+                      f"{len(pipe.labels)} classes: {', '.join(pipe.labels)})", highlight=False)
     console.print(f"pipeline written to {pipeline_files(out)[0]} and {pipeline_files(out)[1].name}", highlight=False)
 
 

@@ -502,7 +502,8 @@ def train_pipeline(manifest: Sequence[Utterance], exp: Experiment, *, on_epoch=N
     """Train one pipeline on all selected speakers but a few held out for early stopping.
 
     The held-out speakers (exp.val_speakers, default 2, gender-balanced) are the pipeline's
-    validation set; its metrics on them are saved in the pipeline (speaker-independent).
+    validation set; its metrics on them are saved in the pipeline (speaker-independent). With
+    val_speakers = 0 every speaker trains, every epoch runs, and there are no metrics (None).
     """
     from .splits import holdout_speakers
 
@@ -511,23 +512,25 @@ def train_pipeline(manifest: Sequence[Utterance], exp: Experiment, *, on_epoch=N
                          f"every corpus it is given: pass {', '.join(exp.extra_train)} as more DATA arguments")
     utts = exp.select(manifest)
     y, classes = labels_for(utts, exp.task)
-    fold = holdout_speakers(utts, n=exp.val_speakers or 2, seed=exp.seed)
+    fold = holdout_speakers(utts, n=2 if exp.val_speakers is None else exp.val_speakers, seed=exp.seed)
     clips = load_clips(utts, exp.audio, decode_progress)
     waves = model_inputs(exp, utts, clips)
     labels = torch.as_tensor(y, dtype=torch.long)
     pipe = build(exp, classes)
-    tr, va = torch.as_tensor(fold.train), torch.as_tensor(fold.val)
-    history = fit(pipe, training_set(waves, labels, tr, copy_inputs(exp, utts)), (waves[va], labels[va]),
+    tr, va = torch.as_tensor(fold.train, dtype=torch.long), torch.as_tensor(fold.val, dtype=torch.long)
+    history = fit(pipe, training_set(waves, labels, tr, copy_inputs(exp, utts)), (waves[va], labels[va]) if len(va) else None,
                   exp.train_config(), on_epoch=on_epoch,
                   checkpoint_dir=checkpoint_dir, resume=resume, precomputed=uses_encoder(exp))
-    probs = pipe.hear([clips[i] for i in fold.val], [utts[i].speaker for i in fold.val])
-    m = classification_metrics(labels[va].numpy(), probs.argmax(1), list(range(len(classes))))
+    m = None
+    if len(va):
+        probs = pipe.hear([clips[i] for i in fold.val], [utts[i].speaker for i in fold.val])
+        m = classification_metrics(labels[va].numpy(), probs.argmax(1), list(range(len(classes))))
     pipe.meta.update(
         corpora=sorted({u.corpus for u in utts}),
         n_train=len(tr),
         protocol="speaker-holdout",
         validation_speakers=sorted({utts[i].speaker for i in fold.val}),
-        validation_metrics={"ua": m["ua"], "wa": m["wa"], "macro_f1": m["macro_f1"], "classes": classes},
+        validation_metrics=m and {"ua": m["ua"], "wa": m["wa"], "macro_f1": m["macro_f1"], "classes": classes},
         experiment=exp.to_dict(),
     )
     return pipe, history, m
