@@ -5,8 +5,9 @@
 Run `whisper_embed.py` first (clips missing from the cache are computed, slowly). For each layer of
 the encoder (0 = conv stem + positions, 1-5 after blocks 1-5, 6 = the encoder output after the final
 LayerNorm) the clip's features are that layer's mean and std over frames (2 x 512); "2-6" concatenates
-layers 2 to 6 (5 x 1024), "all" every layer (7 x 1024, what the registered `encoder_probe` reads). Classifier: StandardScaler + multinomial LogisticRegression (C fixed by
---C, not tuned), fitted on each fold's training and validation speakers together, scored on its
+layers 2 to 6 (5 x 1024), "all" every layer (7 x 1024, what the registered `encoder_probe` reads).
+Classifier: StandardScaler + multinomial LogisticRegression (C fixed by --C, not tuned), fitted on
+each fold's training and validation speakers together, scored on its
 test speakers. Protocols (speaker-independent, `splits.make_folds`):
 - RAVDESS speech, 8 emotions, "speaker-kfold" with 6 folds (4 test actors each, gender-balanced);
 - RAVDESS song, 6 emotions, "speaker-kfold" with 6 folds;

@@ -263,11 +263,6 @@ class EncoderProbeConfig:
 class EncoderProbe(nn.Module):
     """(B, L + 1, 2, D) -> (B, K): one Linear layer on the chosen layers' statistics."""
 
-    def param_groups(self) -> list[dict]:
-        """The weights under the recipe's L2, the bias (a logistic regression's intercept) free of it."""
-        return [{"params": [self.linear.weight], "lr_scale": 1.0},
-                {"params": [self.linear.bias], "lr_scale": 1.0, "weight_decay": 0.0}]
-
     def __init__(self, cfg: EncoderProbeConfig):
         super().__init__()
         self.config = cfg
@@ -277,6 +272,11 @@ class EncoderProbe(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.linear(x[:, self.layers].flatten(1))  # (B, K)
+
+    def param_groups(self) -> list[dict]:
+        """The weights under the recipe's L2, the bias (a logistic regression's intercept) free of it."""
+        return [{"params": [self.linear.weight], "lr_scale": 1.0},
+                {"params": [self.linear.bias], "lr_scale": 1.0, "weight_decay": 0.0}]
 
 
 @register_model
