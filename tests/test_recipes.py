@@ -300,3 +300,34 @@ def test_each_experiment_config_is_its_recipe_row_but_for_its_training_settings(
         exp = Experiment.from_config(config, **dict(re.findall(r"--(model|gender|task) (\S+)", command)))
         twins = [r for r in rows if dataclasses.replace(r, train=exp.train) == exp]
         assert len(twins) == 1, f"{command}: {len(twins)} recipe rows"
+
+
+def test_an_unfinished_row_is_set_beside_its_reference_on_the_same_test_folds_only(tmp_path):
+    """scripts/ledger_progress.py: a row still running is quoted over its finished folds, and a reference
+    only over the same test folds; a LEAKY row's folds share their names, not their test clips."""
+    import subprocess
+    import sys
+
+    def fold(name, n_test, f1):
+        return {"fold": name, "n_test": n_test, "macro_f1": f1, "ua": f1, "wa": f1, "classes": ["a", "b"],
+                "confusion": [[1, 0], [0, 1]]}
+
+    names = ["repeat 1/5 fold 1/10", "repeat 1/5 fold 2/10", "repeat 1/5 fold 3/10"]
+    svm = tmp_path / "row04"
+    svm.mkdir()
+    (svm / "metrics.json").write_text(json.dumps({"folds": [fold(n, 54, v) for n, v in zip(names, (0.8, 0.9, 0.5))]}))
+    for row, n_test, values in (("row02", 54, (0.5, 0.7)), ("row05", 89, (0.85, 0.95))):
+        for i, v in enumerate(values):
+            (tmp_path / row / f"fold{i + 1:02d}").mkdir(parents=True)
+            (tmp_path / row / f"fold{i + 1:02d}" / "metrics.json").write_text(
+                json.dumps({"metrics": fold(names[i], n_test, v), "seconds": 60.0}))
+
+    def run(row):
+        script = Path(__file__).parents[1] / "scripts" / "ledger_progress.py"
+        return subprocess.run([sys.executable, str(script), str(tmp_path / row), "--reference", str(svm)],
+                              capture_output=True, text=True, check=True).stdout
+
+    honest = run("row02")
+    assert "2 folds finished, macro_f1 60.0 ± 10.0, 2.0 min" in honest
+    assert "reference on the same 2 folds: macro_f1 85.0 ± 5.0" in honest  # folds 1 and 2, not fold 3
+    assert "did not run these test folds" in run("row05")

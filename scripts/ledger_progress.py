@@ -1,0 +1,63 @@
+"""Where an unfinished long run stands: its finished folds' figures, and the reference's on those folds.
+
+    python scripts/ledger_progress.py results/full-seed004/row02-paper_protocol \\
+        [--reference results/full-seed004/row04-paper_protocol] [--metric macro_f1]
+
+`voxemo reproduce --full` writes a row's table only when all its folds are done; a row of 50 folds
+spans sittings, and RESULTS.md quotes it as it goes. RUN_DIR is one experiment of such a run
+(`rowNN-PROTOCOL`), each finished fold a `foldNN/metrics.json` (or a `voxemo cv` run's folder). Printed: the folds finished, their
+mean ± std (`evaluate.aggregate`, as the finished table will give it), each fold's figure, the wall
+time they took, and, with `--reference` (another run, finished like the ComParE + SVM row or not),
+the reference's figures over the same test folds: same fold name and same number of test clips, as
+`recipes.same_folds` matches them (a LEAKY row's oversampled corpus has folds of its own, so none).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from voxemo.evaluate import aggregate
+
+
+def fold_key(m: dict) -> tuple[str, int]:
+    return m["fold"], m["n_test"]
+
+
+def finished_folds(run_dir: Path) -> list[tuple[dict, float | None]]:
+    """Each finished fold's (metrics, seconds): a finished run's metrics.json, else its fold*/metrics.json."""
+    if (run_dir / "metrics.json").exists():
+        return [(m, None) for m in json.loads((run_dir / "metrics.json").read_text())["folds"]]
+    ledger = [json.loads(p.read_text()) for p in sorted(run_dir.glob("fold*/metrics.json"))]
+    return [(d["metrics"], d["seconds"]) for d in ledger]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("run_dir", type=Path)
+    ap.add_argument("--reference", type=Path, help="another run (finished or not) to score on the same test folds")
+    ap.add_argument("--metric", default="macro_f1", choices=("macro_f1", "ua", "wa"))
+    args = ap.parse_args()
+
+    done = finished_folds(args.run_dir)
+    if not done:
+        raise SystemExit(f"{args.run_dir}: no finished folds (fold*/metrics.json)")
+    folds = [m for m, _ in done]
+    agg = aggregate(folds)[args.metric]
+    seconds = [sec for _, sec in done if sec is not None]
+    print(f"{args.run_dir}: {len(folds)} folds finished, {args.metric} {100 * agg['mean']:.1f} ± "
+          f"{100 * agg['std']:.1f}" + (f", {sum(seconds) / 60:.1f} min of wall time" if seconds else ""))
+    print("  per fold:", " ".join(f"{100 * v:.1f}" for v in agg["folds"]))
+    if args.reference:
+        ref = {fold_key(m): m for m, _ in finished_folds(args.reference)}
+        same = [ref.get(fold_key(m)) for m in folds]
+        if None in same:
+            print(f"  reference: {args.reference} did not run these test folds")
+        else:
+            r = aggregate(same)[args.metric]
+            print(f"  reference on the same {len(same)} folds: {args.metric} {100 * r['mean']:.1f} ± {100 * r['std']:.1f}")
+
+
+if __name__ == "__main__":
+    main()
