@@ -10,6 +10,8 @@ mean ± std (`evaluate.aggregate`, as the finished table will give it), each fol
 time they took, and, with `--reference` (another run, finished like the ComParE + SVM row or not),
 the reference's figures over the same test folds: same fold name and same number of test clips, as
 `recipes.same_folds` matches them (a LEAKY row's oversampled corpus has folds of its own, so none).
+With `--training`, each fold's training as its history recorded it: epochs run, the best
+validation epoch, the lowest training loss and the highest training accuracy (dropout on).
 """
 
 from __future__ import annotations
@@ -25,12 +27,15 @@ def fold_key(m: dict) -> tuple[str, int]:
     return m["fold"], m["n_test"]
 
 
+def fold_files(run_dir: Path) -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted(run_dir.glob("fold*/metrics.json"))]
+
+
 def finished_folds(run_dir: Path) -> list[tuple[dict, float | None]]:
     """Each finished fold's (metrics, seconds): a finished run's metrics.json, else its fold*/metrics.json."""
     if (run_dir / "metrics.json").exists():
         return [(m, None) for m in json.loads((run_dir / "metrics.json").read_text())["folds"]]
-    ledger = [json.loads(p.read_text()) for p in sorted(run_dir.glob("fold*/metrics.json"))]
-    return [(d["metrics"], d["seconds"]) for d in ledger]
+    return [(d["metrics"], d["seconds"]) for d in fold_files(run_dir)]
 
 
 def main() -> None:
@@ -38,6 +43,7 @@ def main() -> None:
     ap.add_argument("run_dir", type=Path)
     ap.add_argument("--reference", type=Path, help="another run (finished or not) to score on the same test folds")
     ap.add_argument("--metric", default="macro_f1", choices=("macro_f1", "ua", "wa"))
+    ap.add_argument("--training", action="store_true", help="each fold's epochs, training loss and accuracy")
     args = ap.parse_args()
 
     done = finished_folds(args.run_dir)
@@ -57,6 +63,13 @@ def main() -> None:
         else:
             r = aggregate(same)[args.metric]
             print(f"  reference on the same {len(same)} folds: {args.metric} {100 * r['mean']:.1f} ± {100 * r['std']:.1f}")
+
+    if args.training:
+        for i, d in enumerate(fold_files(args.run_dir), 1):
+            h = d["history"]
+            best = max(range(len(h["val_ua"])), key=h["val_ua"].__getitem__) + 1
+            print(f"  fold {i}: {len(h['train_loss'])} epochs, best validation epoch {best}, lowest training loss "
+                  f"{min(h['train_loss']):.2f}, highest training accuracy {max(h['train_acc']):.2f}")
 
 
 if __name__ == "__main__":

@@ -320,14 +320,18 @@ def test_an_unfinished_row_is_set_beside_its_reference_on_the_same_test_folds_on
         for i, v in enumerate(values):
             (tmp_path / row / f"fold{i + 1:02d}").mkdir(parents=True)
             (tmp_path / row / f"fold{i + 1:02d}" / "metrics.json").write_text(
-                json.dumps({"metrics": fold(names[i], n_test, v), "seconds": 60.0}))
+                json.dumps({"metrics": fold(names[i], n_test, v), "seconds": 60.0,
+                            "history": {"train_loss": [1.9, 1.2, 1.4], "train_acc": [0.2, 0.6, 0.5],
+                                        "val_ua": [0.3, 0.6, 0.5]}}))
 
-    def run(row):
+    def run(row, *flags):
         script = Path(__file__).parents[1] / "scripts" / "ledger_progress.py"
-        return subprocess.run([sys.executable, str(script), str(tmp_path / row), "--reference", str(svm)],
+        return subprocess.run([sys.executable, str(script), str(tmp_path / row), "--reference", str(svm), *flags],
                               capture_output=True, text=True, check=True).stdout
 
     honest = run("row02")
     assert "2 folds finished, macro_f1 60.0 ± 10.0, 2.0 min" in honest
     assert "reference on the same 2 folds: macro_f1 85.0 ± 5.0" in honest  # folds 1 and 2, not fold 3
     assert "did not run these test folds" in run("row05")
+    assert ("fold 2: 3 epochs, best validation epoch 2, lowest training loss 1.20, highest training accuracy 0.60"
+            in run("row02", "--training"))
