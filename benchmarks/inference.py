@@ -1,12 +1,13 @@
 """Inference speed: latency per 3 s clip with torch and ONNX Runtime on one thread, and the HTTP service's
 requests per second under concurrent clients on loopback.
 
-    .venv/bin/python benchmarks/inference.py [--models voxemo_whisper,voxemo_net] [--clients 8] [--requests 300]
+    .venv/bin/python benchmarks/inference.py [--models voxemo_whisper,voxemo_net] [--clients 8] [--requests 300] [--runtime onnx,onnx-int8]
 
 1. Latency. The first `--clips` RAVDESS speech clips, cut as the model was trained (its offset and
    duration, 3 s for the papers' crop), go one at a time through `Predictor.predict` (decoded arrays in,
    so file decoding is not timed): torch with `torch.set_num_threads(1)`, then ONNX Runtime with
-   `intra_op_num_threads=1`, after `--warmup` calls each. Prints the median and 95th percentile per
+   `intra_op_num_threads=1`, the float graph and the int8 one (`--runtime onnx-int8`; whether its
+   labels hold: benchmarks/quantization.py), after `--warmup` calls each. Prints the median and 95th percentile per
    clip and the real-time factor (processing time / audio time; below 1 is faster than real time).
 2. Service. `voxemo serve` in a subprocess on a free 127.0.0.1 port (all cores of the machine),
    `--clients` threads each with its own httpx client posting the clips as 3 s 16 kHz WAV uploads to
@@ -36,8 +37,9 @@ import soundfile as sf
 import torch
 
 from voxemo.audio import load_audio
+from voxemo.export import ExportError
 from voxemo.pipeline import PipelineError, load_pipeline
-from voxemo.predict import Predictor, load_model
+from voxemo.predict import RUNTIMES, Predictor, load_model
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "ravdess_speech"
@@ -68,6 +70,18 @@ def latency(predictor, waves: list[np.ndarray], sr: int, warmup: int) -> np.ndar
         predictor.predict(x, sr=sr)
         out.append(time.perf_counter() - t)
     return np.array(out)
+
+
+def graph_ms(predictor, prepared: list[np.ndarray], warmup: int) -> float:
+    """Median ms of the ONNX graph alone per prepared clip (`Predictor.run`), after `warmup` untimed calls."""
+    for w in prepared[:warmup]:
+        predictor.run(w)
+    times = []
+    for w in prepared:
+        t = time.perf_counter()
+        predictor.run(w)
+        times.append(time.perf_counter() - t)
+    return 1000 * float(np.median(times))
 
 
 def free_port() -> int:
@@ -163,7 +177,7 @@ def main():
     ap.add_argument("--warmup", type=int, default=5, help="Untimed calls before timing.")
     ap.add_argument("--clients", type=int, default=8, help="Concurrent HTTP clients.")
     ap.add_argument("--requests", type=int, default=300, help="Requests sent to the service in all.")
-    ap.add_argument("--runtime", choices=["torch", "onnx"], default="onnx", help="Runtime of the service.")
+    ap.add_argument("--runtime", default="onnx,onnx-int8", help=f"Runtimes of the service, comma-separated ({', '.join(RUNTIMES)}).")
     ap.add_argument("--no-service", action="store_true", help="Only the latency part.")
     args = ap.parse_args()
 
@@ -183,35 +197,37 @@ def main():
               f"at {sr} Hz")
         torch.set_num_threads(1)
         t_torch = latency(Predictor(pipe, runtime="torch"), waves, sr, args.warmup)
-        t_onnx = latency(Predictor(pipe, runtime="onnx", threads=1), waves, sr, args.warmup)  # exported on the fly
-        onnx_predictor = Predictor(pipe, runtime="onnx", threads=1)
-        graph = [onnx_predictor.audio.prepare(x, sr) for x in waves]  # what the graph receives, prepared once
-        for w in graph[: args.warmup]:
-            onnx_predictor.run(w)
-        t_graph = []
-        for w in graph:
-            t0 = time.perf_counter()
-            onnx_predictor.run(w)
-            t_graph.append(time.perf_counter() - t0)
-        med = 1000 * np.median(t_graph)
-        print(f"  the ONNX graph alone (prepared clip in, probabilities out), 1 thread: median {med:7.2f} ms per "
-              f"{seconds:g} s clip (target <= {target_ms:g} ms: {verdict(med <= target_ms)}); `predict` adds "
-              f"decoding checks and the no-speech gate (silero-vad on every 32 ms frame)")
-        for name, t in (("torch", t_torch), ("onnx", t_onnx)):
+        timed = {"torch": t_torch}
+        runnable = ["onnx"]
+        for runtime in ("onnx", "onnx-int8"):  # exported (and quantised) on the fly
+            try:
+                onnx_predictor = Predictor(pipe, runtime=runtime, threads=1)
+            except ExportError as e:  # a model without large matrix products has no int8 graph
+                print(f"  {runtime}: {e}")
+                continue
+            runnable.append(runtime)
+            timed[runtime] = latency(onnx_predictor, waves, sr, args.warmup)
+            # what the graph receives, prepared once
+            med = graph_ms(onnx_predictor, [onnx_predictor.audio.prepare(x, sr) for x in waves], args.warmup)
+            print(f"  the ONNX graph alone ({runtime}: prepared clip in, probabilities out), 1 thread: median {med:7.2f} ms "
+                  f"per {seconds:g} s clip (target <= {target_ms:g} ms: {verdict(med <= target_ms)})")
+        print("  `predict` adds decoding checks and the no-speech gate (silero-vad on every 32 ms frame):")
+        for name, t in timed.items():
             med, p95 = 1000 * np.median(t), 1000 * np.percentile(t, 95)
-            target = f"  (target <= {target_ms:g} ms: {verdict(med <= target_ms)})" if name == "onnx" else ""
-            print(f"  `predict` {name:5s} 1 thread: median {med:7.2f} ms, p95 {p95:7.2f} ms per {seconds:g} s clip; "
+            target = f"  (target <= {target_ms:g} ms: {verdict(med <= target_ms)})" if name != "torch" else ""
+            print(f"  `predict` {name:9s} 1 thread: median {med:7.2f} ms, p95 {p95:7.2f} ms per {seconds:g} s clip; "
                   f"real-time factor {np.median(t) / seconds:.4f}{target}")
         if args.no_service:
             continue
         uploads = [wav_bytes(x, sr) for x in waves]
-        s = service(model, args.runtime, uploads, args.clients, args.requests)
-        lat = 1000 * s["latency"]
-        print(f"  service ({args.runtime}, {os.cpu_count()} cores): {args.requests} requests from {args.clients} clients "
-              f"in {s['wall']:.2f} s: {s['rps']:.1f} requests/s (target >= {target_rps:g}: {verdict(s['rps'] >= target_rps)}); "
-              f"latency median {np.median(lat):.1f} ms, p95 {np.percentile(lat, 95):.1f} ms")
-        print(f"  errors: {s['errors']} (target {TARGET_ERRORS}: {verdict(s['errors'] == TARGET_ERRORS)})"
-              + (f"; first: {s['first_error']}" if s["first_error"] else ""))
+        for runtime in [r for r in args.runtime.split(",") if r in runnable or r == "torch"]:
+            s = service(model, runtime, uploads, args.clients, args.requests)
+            lat = 1000 * s["latency"]
+            print(f"  service ({runtime}, {os.cpu_count()} cores): {args.requests} requests from {args.clients} clients "
+                  f"in {s['wall']:.2f} s: {s['rps']:.1f} requests/s (target >= {target_rps:g}: {verdict(s['rps'] >= target_rps)}); "
+                  f"latency median {np.median(lat):.1f} ms, p95 {np.percentile(lat, 95):.1f} ms; "
+                  f"errors: {s['errors']} (target {TARGET_ERRORS}: {verdict(s['errors'] == TARGET_ERRORS)})"
+                  + (f"; first: {s['first_error']}" if s["first_error"] else ""))
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ from voxemo.models import list_models
 from voxemo.pipeline import PipelineError
 from voxemo.predict import BUNDLED_MODELS, DEFAULT_MODEL, Predictor
 
-from .conftest import DATA
+from .conftest import DATA, REPO
 
 pytest.importorskip("onnxruntime")
 
@@ -231,3 +231,38 @@ def test_cli_exports_the_bundled_model_without_a_path(tmp_path):
     assert r.exit_code == 0, r.output
     head = json.loads(BUNDLED_MODELS[DEFAULT_MODEL].with_suffix(".json").read_text())["model"]["name"]
     assert out.is_file() and f": {head}," in r.stdout and "largest probability difference" in r.stdout
+
+
+def test_int8_export_of_the_bundled_model_keeps_its_labels_and_says_what_it_is(net, tmp_path):
+    import onnx
+
+    from voxemo.predict import load_model
+
+    out = tmp_path / "bundled-int8.onnx"
+    r = run("export", "--onnx", out, "--int8")
+    assert r.exit_code == 0, r.output
+    assert "matrix products in int8" in r.stdout
+    graph = onnx.load(str(out)).graph
+    shapes = {t.name: tuple(t.dims) for t in graph.initializer}
+    ops = [n.op_type for n in graph.node]
+    float_down = [n for n in graph.node if n.op_type == "MatMul" and shapes.get(n.input[1], (0, 0))[0] > shapes.get(n.input[1], (0, 0))[1]]
+    assert ops.count("MatMulInteger") >= 8  # attention and up-projections of every block run
+    assert float_down, "the feed-forward down-projections stay in float"
+
+    pipe = load_model(DEFAULT_MODEL).pipeline
+    by_torch, by_int8 = Predictor(pipe), Predictor(pipe, runtime="onnx-int8", onnx_path=out)
+    examples = sorted((REPO / "examples").glob("*.flac"))
+    assert len(examples) == 8
+    for clip in [*CLIPS, *examples]:
+        a, b = by_torch.predict(clip), by_int8.predict(clip)
+        assert a["label"] == b["label"], clip
+        assert max(abs(a["probabilities"][k] - b["probabilities"][k]) for k in pipe.labels) < 0.1
+
+    with pytest.raises(PipelineError, match="--runtime onnx-int8"):
+        Predictor(pipe, runtime="onnx", onnx_path=out)  # a float runtime is not handed an int8 file
+    with pytest.raises(ExportError, match="no matrix product large enough"):
+        Predictor(net, runtime="onnx-int8")  # convolutions and a small GRU: nothing to quantise
+    small = tmp_path / "net"
+    net.save(small)
+    r = run("predict", CLIPS[0], "--model", small, "--runtime", "onnx-int8")
+    assert r.exit_code != 0 and "no matrix product large enough" in r.output and "Traceback" not in r.output

@@ -671,7 +671,7 @@ def reproduce_cmd(
 
 EncoderOpt = Annotated[Optional[Path], typer.Option("--encoder", help="A local copy of Whisper base (its CTranslate2 model.bin, or the folder holding it) for the encoder models.  [default: the pinned voxemo[whisper] packages]")]
 ModelPathOpt = Annotated[Optional[Path], typer.Option("--model", "-m", help="Pipeline path (P for P.json + P.safetensors, or its folder), a fusion's folder (voxemo fuse), or a bundled model: voxemo_whisper (the default) or voxemo_net (small and fastest).")]
-RuntimeOpt = Annotated[str, typer.Option("--runtime", help="torch, or onnx (the same graph exported and run in onnxruntime).")]
+RuntimeOpt = Annotated[str, typer.Option("--runtime", help="torch; onnx (the same graph exported and run in onnxruntime); or onnx-int8 (that graph with its large matrix products in int8: faster on CPUs with int8 instructions, a few labels differ; benchmarks/quantization.py).")]
 FORMATS = ("table", "csv", "json")
 NO_SPEECH = "no speech"  # the label column of table and CSV output for a clip without speech (JSON: label null)
 
@@ -691,7 +691,7 @@ def load_predictor(model: Path | None, runtime: str = "torch", threads: int = 1,
     except ExportError as e:
         fail(f"cannot run this model in onnxruntime: {e}")
     except ImportError as e:
-        fail(f"--runtime onnx needs onnx and onnxruntime ({e.name} is missing): pip install 'voxemo[onnx]'")
+        fail(f"--runtime {runtime} needs onnx and onnxruntime ({e.name} is missing): pip install 'voxemo[onnx]'")
 
 
 def expand_inputs(items: list[Path]) -> list[Path]:
@@ -855,8 +855,6 @@ def predict_to_file(files, out, model, runtime, executor, ray_address, cpus, wor
         fail(f"--executor {executor} writes its results to a file: pass --out FILE.jsonl")
     if timeline:
         fail("--out writes one prediction per file; --timeline and --plot print theirs")
-    if runtime not in ("torch", "onnx"):
-        fail(f"--runtime must be torch or onnx, not {runtime!r}")
     load_predictor(model, runtime)  # a missing model or runtime: one line here, not in every worker
     runner = open_executor(executor, ray_address, cpus)
     with progress_bar() as bar:
@@ -931,6 +929,7 @@ def export_cmd(
     opset: Annotated[int, typer.Option("--opset", help="ONNX opset version.")] = 17,
     force: ForceOpt = False,
     encoder: EncoderOpt = None,
+    int8: Annotated[bool, typer.Option("--int8", help="Quantise the graph's large matrix products to int8 (run it with --runtime onnx-int8).")] = False,
 ):
     """Export a pipeline (front-end, normaliser, model, softmax) as one ONNX graph: waveform in, probabilities out."""
     from .export import ExportError, export_onnx
@@ -947,7 +946,7 @@ def export_cmd(
     except PipelineError as e:
         fail(str(e))
     try:
-        info = export_onnx(pipe, onnx, opset, overwrite=force)
+        info = export_onnx(pipe, onnx, opset, overwrite=force, int8=int8)
     except ExportError as e:
         fail(str(e))
     except ImportError as e:
@@ -956,7 +955,9 @@ def export_cmd(
     length = "any length" if n == "dynamic" else f"fixed length {n} samples ({int(n) / pipe.audio.sample_rate:g} s; the model needs its training length)"
     console.print(f"{onnx}: {pipe.model.name}, input 'waveform' (batch, samples) float32 mono at {pipe.audio.sample_rate} Hz, "
                   f"{length}; output 'probabilities' (batch, {len(pipe.labels)}): {', '.join(pipe.labels)}", highlight=False, soft_wrap=True)
-    console.print(f"checked in onnxruntime against torch: largest probability difference {info['parity']:.1e}", highlight=False, soft_wrap=True)
+    int8_note = f"; {info['int8_products']} matrix products in int8" if int8 else ""
+    console.print(f"checked in onnxruntime against torch: largest probability difference {info['parity']:.1e}{int8_note}",
+                  highlight=False, soft_wrap=True)
 
 
 def show_segments(results) -> None:

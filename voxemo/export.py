@@ -28,6 +28,18 @@ How it is exported, and why:
   AudioSettings as JSON), input_samples ("dynamic" or a number), model, per_window, task, voxemo_version.
 - `export_onnx` runs the file in onnxruntime against torch on a test signal and raises `ExportError`
   when the probabilities differ by more than `PARITY_ATOL`.
+- `int8=True` (`voxemo export --int8`, the `onnx-int8` runtime) writes the checked float graph again
+  with its large matrix products in int8 (`quantize_int8`: onnxruntime's dynamic quantisation, a
+  scale per output channel for the weights, per call for the activations). It is what onnxruntime
+  does well, so nothing of it is written here but the choice of which products to quantise: the
+  exporter traces frozen weights (the Whisper encoder's buffers) as Constant nodes, which the
+  quantiser does not see, so they are made initializers first; and the feed-forward down-projections
+  (a weight with more input than output features, e.g. Whisper's fc2 2048 -> 512) stay in float:
+  their input, after the GELU, has outlier channels that one activation scale per call cannot hold.
+  Measured on the default model's held-out and validation speakers (`benchmarks/quantization.py`,
+  RESULTS.md): quantising those too changes about twice as many labels. The int8 graph is
+  checked against torch with the looser `INT8_PARITY_ATOL`; whether its labels hold is the
+  benchmark's question, not this check's.
 - Exports and passes that check: every registered model but td_cnn_stft, whose model itself calls
   `unfold` inside a patch (export fails with a clear ExportError).
 
@@ -55,6 +67,8 @@ from .pipeline import Pipeline
 INPUT_NAME = "waveform"  # (B, N) float32 at the pipeline's sample rate
 OUTPUT_NAME = "probabilities"  # (B, K) float32
 PARITY_ATOL = 1e-4  # largest absolute probability difference export_onnx accepts against torch
+INT8_PARITY_ATOL = 0.25  # the same for an int8 graph: a guard against a broken quantisation, not a check of accuracy
+INT8_MIN_WEIGHTS = 65536  # a matrix product with fewer weights is left in float (no speed to gain)
 TRACE_SECONDS = 2.0  # length of the example input traced when the pipeline hears clips whole (no fixed crop)
 
 
@@ -170,7 +184,8 @@ def test_signal(b: int, n: int, sr: int, seed: int = 0) -> torch.Tensor:
     return torch.from_numpy(np.stack(out).astype(np.float32))
 
 
-def export_onnx(pipeline: Pipeline, out_path: str | os.PathLike, opset: int = 17, *, overwrite: bool = False) -> dict:
+def export_onnx(pipeline: Pipeline, out_path: str | os.PathLike, opset: int = 17, *, overwrite: bool = False,
+                int8: bool = False) -> dict:
     """Write the whole pipeline as one ONNX graph: `waveform` (B, N) float32 -> `probabilities` (B, K).
 
     The length axis is dynamic when `takes_any_length(pipeline)`; if that graph then fails the check
@@ -178,7 +193,10 @@ def export_onnx(pipeline: Pipeline, out_path: str | os.PathLike, opset: int = 17
     training length. Every file is checked in onnxruntime against torch on a test signal, batches
     of 1 and 3, and for a dynamic length at the training length and at 0.6x of it.
 
-    Returns the metadata written into the file (labels, sample_rate, input_samples, ...) and
+    int8: then quantise the checked graph's large matrix products (`quantize_int8`) and check the
+    result against torch within INT8_PARITY_ATOL; the metadata's "weights" says "int8".
+
+    Returns the metadata written into the file (labels, sample_rate, input_samples, weights, ...) and
     "parity": the largest absolute probability difference against torch in that check. Raises
     FileExistsError for an existing file unless `overwrite`, ExportError when the pipeline cannot
     be exported or its graph disagrees with torch by more than PARITY_ATOL.
@@ -206,6 +224,21 @@ def export_onnx(pipeline: Pipeline, out_path: str | os.PathLike, opset: int = 17
             except ExportError as e:
                 problem = str(e)
                 continue
+            if worst <= PARITY_ATOL and int8:
+                quantized = tmp.with_name(tmp.name + ".int8")
+                try:
+                    meta = dict(meta, weights="int8", int8_products=str(quantize_int8(tmp, quantized)))
+                    set_props(quantized, meta)
+                    os.replace(quantized, tmp)
+                finally:
+                    quantized.unlink(missing_ok=True)
+                worst = _parity(pipeline, tmp, n, dynamic)
+                if worst <= INT8_PARITY_ATOL:
+                    os.replace(tmp, out_path)
+                    return dict(meta, labels=list(pipeline.labels), parity=worst)
+                problem = (f"its int8 graph and torch differ by {worst:.2e} (more than {INT8_PARITY_ATOL:g}) in "
+                           f"probability on a test signal")
+                break
             if worst <= PARITY_ATOL:
                 os.replace(tmp, out_path)
                 return dict(meta, labels=list(pipeline.labels), parity=worst)
@@ -214,6 +247,58 @@ def export_onnx(pipeline: Pipeline, out_path: str | os.PathLike, opset: int = 17
     finally:
         tmp.unlink(missing_ok=True)
     raise ExportError(f"{name}: {problem}")
+
+
+def quantize_int8(src: Path, dst: Path, *, down_projections: bool = False) -> int:
+    """Write `src` again as `dst` with its large matrix products in int8 (onnxruntime's dynamic
+    quantisation, weights per output channel); the number quantised.
+
+    Quantised: every MatMul whose weight is a constant matrix of at least INT8_MIN_WEIGHTS entries
+    with no more input than output features (attention projections, feed-forward up-projections);
+    left in float: the down-projections (more input than output features: their input follows the
+    GELU and has outliers; `down_projections=True` quantises them too, for benchmarks/quantization.py's
+    comparison), convolutions and everything small (the heads).
+    """
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    m = onnx.load(str(src))
+    weights = {t.name: tuple(t.dims) for t in m.graph.initializer}
+    kept = []
+    for node in m.graph.node:  # frozen weights traced as Constant nodes -> initializers the quantiser sees
+        value = node.attribute[0].t if node.op_type == "Constant" and len(node.attribute) == 1 else None
+        if value is not None and node.attribute[0].name == "value" and len(value.dims) == 2:
+            value.name = node.output[0]
+            m.graph.initializer.append(value)
+            weights[value.name] = tuple(value.dims)
+            continue
+        kept.append(node)
+    del m.graph.node[:]
+    m.graph.node.extend(kept)
+    chosen = [node.name for node in m.graph.node if node.op_type == "MatMul" and len(node.input) == 2
+              and len(shape := weights.get(node.input[1], ())) == 2
+              and shape[0] * shape[1] >= INT8_MIN_WEIGHTS and (down_projections or shape[0] <= shape[1])]
+    if not chosen:
+        raise ExportError("no matrix product large enough to quantise: the float graph is as fast")
+    staged = dst.with_name(dst.name + ".float")
+    try:
+        onnx.save(m, str(staged))
+        with _quiet():
+            quantize_dynamic(str(staged), str(dst), op_types_to_quantize=["MatMul"], nodes_to_quantize=chosen,
+                             weight_type=QuantType.QInt8, per_channel=True)
+    finally:
+        staged.unlink(missing_ok=True)
+    return len(chosen)
+
+
+def set_props(path: Path, meta: dict) -> None:
+    """Write `meta` as the file's metadata (custom_metadata_map), replacing what it had."""
+    import onnx
+
+    m = onnx.load(str(path))
+    del m.metadata_props[:]
+    onnx.helper.set_model_props(m, meta)
+    onnx.save(m, str(path))
 
 
 def _export(pipeline: Pipeline, path: Path, n: int, dynamic: bool, opset: int) -> dict:
@@ -239,6 +324,7 @@ def _export(pipeline: Pipeline, path: Path, n: int, dynamic: bool, opset: int) -
         "sample_rate": str(pipeline.audio.sample_rate),
         "audio": json.dumps(pipeline.audio.to_dict()),
         "input_samples": "dynamic" if dynamic else str(n),
+        "weights": "float32",
         "model": pipeline.model.name,
         "per_window": str(pipeline.per_window).lower(),
         "task": pipeline.task,
@@ -319,6 +405,7 @@ class OnnxRunner:
         self.labels = json.loads(meta["labels"])
         self.sample_rate = int(meta["sample_rate"])
         self.input_samples = None if meta["input_samples"] == "dynamic" else int(meta["input_samples"])
+        self.int8 = meta.get("weights") == "int8"  # matrix products quantised (export_onnx(int8=True))
 
     def run(self, waves: np.ndarray) -> np.ndarray:
         waves = np.ascontiguousarray(waves, dtype=np.float32)

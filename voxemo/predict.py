@@ -44,7 +44,7 @@ from .pipeline import Pipeline, PipelineError, clip_probabilities, pipeline_file
 if TYPE_CHECKING:
     from .fusion import Fusion
 
-RUNTIMES = ("torch", "onnx")
+RUNTIMES = ("torch", "onnx", "onnx-int8")  # onnx-int8: the ONNX graph, large matrix products in int8
 BATCH_SIZE = 32  # windows per forward pass
 TIMELINE_MIN_SILENCE = 0.3  # s of non-speech that separate two speech regions of a timeline
 ASSETS = Path(__file__).resolve().parent / "assets"
@@ -67,7 +67,9 @@ class Predictor:
 
     runtime: "torch" runs the pipeline itself; "onnx" runs the same graph in onnxruntime, from
         `onnx_path` (a `voxemo export` file of this pipeline) or, without one, from an export made
-        on the fly into a temporary folder (a fusion: one per member). threads: onnxruntime's
+        on the fly into a temporary folder (a fusion: one per member); "onnx-int8" the same with the
+        graph's large matrix products in int8 (`export.quantize_int8`; `voxemo export --int8` writes
+        such a file; its labels against the float graph's: `benchmarks/quantization.py`). threads: onnxruntime's
         intra-op threads (1 by default, so a server's workers do not fight over cores); torch keeps
         its own setting.
 
@@ -90,7 +92,7 @@ class Predictor:
         self.runtime = runtime
         self.sample_rate = pipeline.audio.sample_rate
         self.onnx = None  # one OnnxRunner per member
-        if runtime == "onnx":
+        if runtime.startswith("onnx"):
             if onnx_path is not None and len(self.members) > 1:
                 raise PipelineError("a fusion runs one ONNX graph per member, exported on the fly: leave out the ONNX file")
             self.onnx = [self._open_onnx(m, onnx_path, threads) for m in self.members]
@@ -106,12 +108,15 @@ class Predictor:
 
             with tempfile.TemporaryDirectory(prefix="voxemo-onnx-") as tmp:
                 path = Path(tmp) / "pipeline.onnx"
-                export_onnx(pipeline, path)
+                export_onnx(pipeline, path, int8=self.runtime == "onnx-int8")
                 return OnnxRunner(path, threads)  # the session holds the graph; the file can go
         runner = OnnxRunner(onnx_path, threads)
         if runner.labels != pipeline.labels or runner.sample_rate != self.sample_rate:
             raise PipelineError(f"{onnx_path}: exported from another pipeline (labels {runner.labels}, "
                                 f"{runner.sample_rate} Hz; this one has {pipeline.labels}, {self.sample_rate} Hz)")
+        if runner.int8 != (self.runtime == "onnx-int8"):
+            raise PipelineError(f"{onnx_path}: its matrix products are {'int8' if runner.int8 else 'float'}; "
+                                f"run it with --runtime {'onnx-int8' if runner.int8 else 'onnx'}")
         return runner
 
     @property
