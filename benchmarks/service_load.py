@@ -8,11 +8,15 @@ runs, and a bounded soak. Prints each measurement beside its target (issue 13.2)
    and the smallest hop its window count allows (max_windows). It is answered 200 or, past the
    time budget, 503; meanwhile one client sends ordinary 3 s clips: p95 < 2 s.
 2. Tiny hop: the same recording with hop=0.01 is refused at once (422), before any decoding.
+   What it leaves behind: the server's RSS after warm-up and after the largest request: growth < 50 %
+   (a server that keeps what one long request allocated is a server that runs out of memory).
 3. Soak: `--clients` threads send `--requests` ordinary 3 s clips in all; the server's RSS after
    a warm-up of WARM_UP requests at the same concurrency, and at the end: growth < 10 %.
 
-The server is `voxemo serve` with the bundled model, started as a subprocess on a free port and
-stopped at the end.
+The server is `voxemo serve` with the bundled model (or `--model`, in `--runtime`), started as a
+subprocess on a free port and stopped at the end.
+
+    python benchmarks/service_load.py --runtime onnx --requests 400
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ CLIP = DATA / "ravdess_speech" / "Actor_01" / "03-01-05-01-01-01-01.flac"
 SR = 16000
 TARGET_P95_S = 2.0
 TARGET_RSS_GROWTH = 0.10
+TARGET_RSS_AFTER_LARGEST = 0.50
 WARM_UP = 80  # requests at the soak's concurrency before the baseline RSS is read
 
 
@@ -59,9 +64,10 @@ def wav(x: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def start_server(port: int) -> subprocess.Popen:
+def start_server(port: int, runtime: str, model: str | None) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
-    proc = subprocess.Popen([sys.executable, "-m", "voxemo.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
+    cmd = [sys.executable, "-m", "voxemo.cli", "serve", "--host", "127.0.0.1", "--port", str(port), "--runtime", runtime]
+    proc = subprocess.Popen(cmd + (["--model", model] if model else []),
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     import httpx
 
@@ -85,6 +91,8 @@ def main() -> None:
     ap.add_argument("--clients", type=int, default=8)
     ap.add_argument("--requests", type=int, default=2000)
     ap.add_argument("--short-during-long", type=int, default=20, help="ordinary requests sent while the largest runs")
+    ap.add_argument("--runtime", default="torch", help="the server's --runtime: torch, onnx or onnx-int8")
+    ap.add_argument("--model", default=None, help="the server's --model (default: the bundled default model)")
     args = ap.parse_args()
 
     from voxemo.audio import load_audio
@@ -96,7 +104,8 @@ def main() -> None:
     hop = round(600 / (MAX_WINDOWS - 2) + 0.005, 2)
     port = free_port()
     url = f"http://127.0.0.1:{port}/predict"
-    proc = start_server(port)
+    proc = start_server(port, args.runtime, args.model)
+    print(f"server: runtime {args.runtime}, model {args.model or 'the bundled default'}")
     try:
         with httpx.Client(timeout=300) as c:
             for _ in range(5):  # warm-up
@@ -108,6 +117,7 @@ def main() -> None:
                   f"(target 4xx at once): {tiny.json()['detail'][:90]}")
 
             result: dict = {}
+            rss_before_largest = rss_mb(proc.pid)
 
             def largest():
                 t0 = time.perf_counter()
@@ -126,11 +136,15 @@ def main() -> None:
                 during += worker.is_alive()
                 time.sleep(0.2)
             worker.join()
+            rss_after_largest = rss_mb(proc.pid)
             p95 = float(np.percentile(waits, 95)) if waits else float("nan")
             print(f"largest request (600 s, timeline, vad off, hop {hop} s): {result['status']} in {result['seconds']:.1f} s, "
                   f"{result['bytes'] / 1e6:.2f} MB")
             print(f"ordinary 3 s requests while it ran: {during} of {len(waits)} sent during it, p95 {p95:.2f} s, "
                   f"max {max(waits):.2f} s (target p95 < {TARGET_P95_S:g} s): {'PASS' if p95 < TARGET_P95_S else 'FAIL'}")
+            kept = rss_after_largest / rss_before_largest - 1
+            print(f"server RSS before the largest request {rss_before_largest:.0f} MB, after it {rss_after_largest:.0f} MB: "
+                  f"{kept:+.1%} (target < {TARGET_RSS_AFTER_LARGEST:.0%}): {'PASS' if kept < TARGET_RSS_AFTER_LARGEST else 'FAIL'}")
 
         statuses: dict[int, int] = {}
         lock = threading.Lock()

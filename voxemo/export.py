@@ -395,6 +395,10 @@ class OnnxRunner:
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
         opts.log_severity_level = 4 if quiet else 3  # fatal only / errors only
+        # No memory arena: with it a session keeps its largest batch's buffers for good (a server that had
+        # answered one 600 s timeline went from 743 MB to 7,443 MB and stayed there; without it 731 -> 672 MB:
+        # benchmarks/service_load.py, RESULTS.md); a 32-window batch runs about 10 % slower without it.
+        opts.enable_cpu_mem_arena = False
         try:
             self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
         except Exception as e:  # onnxruntime raises its own Fail/InvalidGraph types
