@@ -131,3 +131,28 @@ def test_evaluate_and_the_http_service_give_the_same_probabilities(trained):
                 r = client.post("/predict", files={"file": (path.rsplit("/", 1)[-1], f, "audio/flac")})
             assert r.status_code == 200, r.text
             assert_same(r.json(), want, path)
+
+
+def test_long_windows_go_through_in_smaller_batches_with_the_same_answers():
+    """A long recording's 30 s windows are batched by samples, not only by count: a request's memory and
+    the gaps between its time-budget checks stay bounded; every window still gets its own row, in order."""
+    import numpy as np
+
+    from voxemo.pipeline import MAX_BATCH_SAMPLES, clip_probabilities
+
+    sr = 16000
+    rng = np.random.default_rng(0)
+    long = rng.standard_normal((20, 30 * sr)).astype(np.float32)  # one 600 s recording as 30 s windows
+    short = [rng.standard_normal((1, 3 * sr)).astype(np.float32) for _ in range(40)]  # forty 3 s clips
+    batches = []
+
+    def run(waves):
+        batches.append(waves.shape)
+        return np.stack([waves.mean(axis=1), waves.std(axis=1)], axis=1)  # (b, 2): each window's own row
+
+    got = clip_probabilities(run, [long, *short], 2, batch_size=32)
+    assert max(b[0] * b[1] for b in batches) <= MAX_BATCH_SAMPLES
+    assert [b[0] for b in batches if b[1] == 30 * sr] == [3] * 6 + [2]
+    assert [b[0] for b in batches if b[1] == 3 * sr] == [32, 8]
+    want = np.stack([np.stack([c.mean(axis=1), c.std(axis=1)], axis=1).mean(axis=0) for c in [long, *short]])
+    np.testing.assert_allclose(got, want, rtol=1e-6)

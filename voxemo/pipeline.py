@@ -85,6 +85,10 @@ class FeatureNormalizer(nn.Module):
 
 
 MIN_SPEAKER_CLIPS = 5  # clips a speaker needs before their own statistics standardise them
+# Samples one inference batch may hold (32 windows of 3 s at 16 kHz): a batch of longer windows holds fewer,
+# so a long recording's 30 s windows (3 a batch) bound a request's memory and let its time budget be checked
+# between batches (benchmarks/service_load.py).
+MAX_BATCH_SAMPLES = 32 * 3 * 16000
 
 
 def standardise_by_speaker(feats: torch.Tensor, speakers: Sequence[str]) -> torch.Tensor:
@@ -359,16 +363,17 @@ def clip_probabilities(run: Callable[[np.ndarray], np.ndarray], clips: Sequence[
 
 
 def window_outputs(run: Callable[[np.ndarray], np.ndarray], clips: Sequence[np.ndarray], batch_size: int = 32) -> np.ndarray:
-    """`run` over every window of the clips, windows of one length `batch_size` at a time: (W, ...)
-    in window order (clip by clip)."""
+    """`run` over every window of the clips, windows of one length `batch_size` at a time (fewer when
+    that many would hold more than MAX_BATCH_SAMPLES): (W, ...) in window order (clip by clip)."""
     windows = [w for c in clips for w in c]
     by_length: dict[int, list[int]] = {}
     for j, w in enumerate(windows):
         by_length.setdefault(w.shape[0], []).append(j)
     out = None
-    for rows in by_length.values():
-        for i in range(0, len(rows), batch_size):
-            part = rows[i : i + batch_size]
+    for length, rows in by_length.items():
+        step = max(1, min(batch_size, MAX_BATCH_SAMPLES // max(length, 1)))
+        for i in range(0, len(rows), step):
+            part = rows[i : i + step]
             got = np.asarray(run(np.stack([windows[j] for j in part])))
             if out is None:
                 out = np.zeros((len(windows), *got.shape[1:]), got.dtype)

@@ -262,7 +262,7 @@ def _malloc_trim():
 def return_freed_memory() -> None:
     """Hand the pages that a long request's freed buffers left in malloc's free lists back to the system.
     glibc keeps them otherwise: after one 600 s timeline the torch server's RSS stayed 31 % above what it
-    was before, 19 % with the trim (benchmarks/service_load.py, RESULTS.md)."""
+    was before, 19 % with the trim (6 % once batches were bounded in samples; benchmarks/service_load.py)."""
     trim = _malloc_trim()
     if trim is not None:
         trim(0)
