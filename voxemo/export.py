@@ -397,7 +397,7 @@ class OnnxRunner:
         opts.log_severity_level = 4 if quiet else 3  # fatal only / errors only
         # No memory arena: with it a session keeps its largest batch's buffers for good (a server that had
         # answered one 600 s timeline went from 743 MB to 7,443 MB and stayed there; without it 731 -> 672 MB:
-        # benchmarks/service_load.py, RESULTS.md); a 32-window batch runs about 10 % slower without it.
+        # benchmarks/service_load.py); single clips run as fast without it (benchmarks/inference.py, RESULTS.md).
         opts.enable_cpu_mem_arena = False
         try:
             self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
