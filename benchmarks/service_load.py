@@ -6,10 +6,10 @@ runs, and a bounded soak. Prints each measurement beside its target (issue 13.2)
 
 1. Largest request: a 600 s recording (the default --max-duration) with timeline=true, vad=false
    and the smallest hop its window count allows (max_windows). It is answered 200 or, past the
-   time budget, 503; meanwhile one client sends ordinary 3 s clips: p95 < 2 s.
+   time budget, 503; meanwhile one client sends ordinary 3 s clips: p95 < 2 s. What it leaves
+   behind: the server's RSS before and after it, growth < 50 % (a server that keeps what one long
+   request allocated runs out of memory), and its peak during it, sampled every 0.2 s.
 2. Tiny hop: the same recording with hop=0.01 is refused at once (422), before any decoding.
-   What it leaves behind: the server's RSS after warm-up and after the largest request: growth < 50 %
-   (a server that keeps what one long request allocated is a server that runs out of memory).
 3. Soak: `--clients` threads send `--requests` ordinary 3 s clips in all; the server's RSS after
    a warm-up of WARM_UP requests at the same concurrency, and at the end: growth < 10 %.
 

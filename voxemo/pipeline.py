@@ -24,7 +24,7 @@ from torch import nn
 from typing import Callable, Sequence
 
 from . import __version__
-from .audio import AudioSettings
+from .audio import SAMPLE_RATE, AudioSettings
 from .features import ENCODER_KINDS, Frontend, FrontendConfig
 
 FORMAT = "voxemo-pipeline/1"
@@ -85,10 +85,10 @@ class FeatureNormalizer(nn.Module):
 
 
 MIN_SPEAKER_CLIPS = 5  # clips a speaker needs before their own statistics standardise them
-# Samples one inference batch may hold (32 windows of 3 s at 16 kHz): a batch of longer windows holds fewer,
+# Samples one inference batch may hold (32 windows of 3 s): a batch of longer windows holds fewer,
 # so a long recording's 30 s windows (3 a batch) bound a request's memory and let its time budget be checked
 # between batches (benchmarks/service_load.py).
-MAX_BATCH_SAMPLES = 32 * 3 * 16000
+MAX_BATCH_SAMPLES = 32 * 3 * SAMPLE_RATE
 
 
 def standardise_by_speaker(feats: torch.Tensor, speakers: Sequence[str]) -> torch.Tensor:
