@@ -11,7 +11,9 @@ time they took, and, with `--reference` (another run, finished like the ComParE 
 the reference's figures over the same test folds: same fold name and same number of test clips, as
 `recipes.same_folds` matches them (a LEAKY row's oversampled corpus has folds of its own, so none).
 With `--training`, each fold's training as its history recorded it: epochs run, the best
-validation epoch, the lowest training loss and the highest training accuracy (dropout on).
+validation epoch (on what the run's early stopping watched: its config.json's monitor, the
+validation UA unless it says the loss), the lowest validation loss and its epoch, the lowest
+training loss and the highest training accuracy (dropout on).
 """
 
 from __future__ import annotations
@@ -65,11 +67,15 @@ def main() -> None:
             print(f"  reference on the same {len(same)} folds: {args.metric} {100 * r['mean']:.1f} ± {100 * r['std']:.1f}")
 
     if args.training:
+        config = args.run_dir / "config.json"
+        monitor = json.loads(config.read_text())["train_resolved"]["monitor"] if config.exists() else "val_ua"
         for i, d in enumerate(fold_files(args.run_dir), 1):
             h = d["history"]
-            best = max(range(len(h["val_ua"])), key=h["val_ua"].__getitem__) + 1
-            print(f"  fold {i}: {len(h['train_loss'])} epochs, best validation epoch {best}, lowest training loss "
-                  f"{min(h['train_loss']):.2f}, highest training accuracy {max(h['train_acc']):.2f}")
+            lowest_loss = min(range(len(h["val_loss"])), key=h["val_loss"].__getitem__)
+            best = lowest_loss if monitor == "val_loss" else max(range(len(h[monitor])), key=h[monitor].__getitem__)
+            print(f"  fold {i}: {len(h['train_loss'])} epochs, best validation epoch {best + 1} ({monitor}), "
+                  f"lowest validation loss {h['val_loss'][lowest_loss]:.2f} at epoch {lowest_loss + 1}, lowest "
+                  f"training loss {min(h['train_loss']):.2f}, highest training accuracy {max(h['train_acc']):.2f}")
 
 
 if __name__ == "__main__":

@@ -45,6 +45,14 @@ def test_cv_writes_the_run_directory_and_resumes(six_actors, tmp_path):
     assert resumed_m["ua"] == m["ua"]  # finished folds are reused
     assert resumed_m["seconds"] >= 0.9 * m["seconds"]  # and their time still counts
     assert "cv: cnn1d_baseline" not in resumed.output  # kept folds print no line
+    # other settings cannot resume it: its finished folds would be mixed into a run they did not make
+    other = run("cv", six_actors, "--model", "cnn1d_baseline", "--folds", "3", "--max-folds", "2", "--out", out,
+                "--resume", "--epochs", "2", "--batch-size", "32")
+    assert other.exit_code == 2 and str(out) in other.output and "epochs: 1 -> 2" in " ".join(other.output.split())
+    assert json.loads((out / "metrics.json").read_text())["ua"] == m["ua"]  # and the run is left as it was
+    more = run("cv", six_actors, "--model", "cnn1d_baseline", "--folds", "3", "--max-folds", "3", "--out", out, "--resume", *QUICK)
+    assert more.exit_code == 0, more.output  # more of the same folds is the same run
+    assert json.loads((out / "metrics.json").read_text())["ua"]["folds"][:2] == m["ua"]["folds"]
 
 
 def test_evaluate_takes_the_bundled_folder_and_names_classes():

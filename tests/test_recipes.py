@@ -322,7 +322,7 @@ def test_an_unfinished_row_is_set_beside_its_reference_on_the_same_test_folds_on
             (tmp_path / row / f"fold{i + 1:02d}" / "metrics.json").write_text(
                 json.dumps({"metrics": fold(names[i], n_test, v), "seconds": 60.0,
                             "history": {"train_loss": [1.9, 1.2, 1.4], "train_acc": [0.2, 0.6, 0.5],
-                                        "val_ua": [0.3, 0.6, 0.5]}}))
+                                        "val_ua": [0.3, 0.6, 0.5], "val_loss": [1.8, 1.5, 1.4]}}))
 
     def run(row, *flags):
         script = Path(__file__).parents[1] / "scripts" / "ledger_progress.py"
@@ -333,5 +333,8 @@ def test_an_unfinished_row_is_set_beside_its_reference_on_the_same_test_folds_on
     assert "2 folds finished, macro_f1 60.0 ± 10.0, 2.0 min" in honest
     assert "reference on the same 2 folds: macro_f1 85.0 ± 5.0" in honest  # folds 1 and 2, not fold 3
     assert "did not run these test folds" in run("row05")
-    assert ("fold 2: 3 epochs, best validation epoch 2, lowest training loss 1.20, highest training accuracy 0.60"
-            in run("row02", "--training"))
+    assert ("fold 2: 3 epochs, best validation epoch 2 (val_ua), lowest validation loss 1.40 at epoch 3, lowest "
+            "training loss 1.20, highest training accuracy 0.60" in run("row02", "--training"))
+    # a run whose early stopping watched the validation loss kept the epoch of the lowest
+    (tmp_path / "row02" / "config.json").write_text(json.dumps({"train_resolved": {"monitor": "val_loss"}}))
+    assert "fold 2: 3 epochs, best validation epoch 3 (val_loss), lowest validation loss 1.40" in run("row02", "--training")

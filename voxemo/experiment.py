@@ -379,6 +379,12 @@ def cross_validate(manifest: Sequence[Utterance], exp: Experiment, run_dir: Path
     labels = torch.as_tensor(y, dtype=torch.long)
     genders = np.array([u.gender for u in utts])
     run_dir = Path(run_dir)
+    if resume and (run_dir / "config.json").is_file():
+        saved, now = json.loads((run_dir / "config.json").read_text()), json.loads(json.dumps(exp.to_dict()))
+        if changed := changed_settings(saved, now):
+            raise ValueError(f"{run_dir} was run with other settings ({'; '.join(changed)}): its folds cannot "
+                             "be resumed under these. Resume it with the settings it ran with, or choose another "
+                             "output folder")
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.json").write_text(json.dumps(exp.to_dict(), indent=2))
     fold_metrics, histories = [None] * len(folds), [None] * len(folds)
@@ -415,6 +421,26 @@ def cross_validate(manifest: Sequence[Utterance], exp: Experiment, run_dir: Path
         if on_fold:
             on_fold(i, len(folds), {**r["metrics"], "seconds": r["seconds"]})
     return finish_run(run_dir, exp, exp.to_dict(), plan, fold_metrics, histories, t0 - earlier)
+
+
+# config.json keys a resumed run may change: how many folds run (the folds themselves do not change),
+# and the overrides whose effect the *_resolved keys already compare
+RESUMABLE_CHANGES = frozenset({"max_folds", "frontend", "train"})
+
+
+def changed_settings(saved: dict, now: dict, prefix: str = "") -> list[str]:
+    """What differs between a run's saved config.json and the settings resuming it, as "key: old -> now".
+    A key only one side has (a setting added in a later version) is no change; nor is a RESUMABLE_CHANGES."""
+    out = []
+    for key in saved.keys() & now.keys():
+        name = prefix + key
+        if not prefix and key in RESUMABLE_CHANGES:
+            continue
+        if isinstance(saved[key], dict) and isinstance(now[key], dict):
+            out += changed_settings(saved[key], now[key], name + ".")
+        elif saved[key] != now[key]:
+            out.append(f"{name}: {saved[key]!r} -> {now[key]!r}")
+    return sorted(out)
 
 
 def leaky_copies_before_split(plan, clips: Sequence[np.ndarray], exp: Experiment):

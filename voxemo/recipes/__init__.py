@@ -8,7 +8,8 @@ apply to every row; `[budget]` (and a row's own `[row.budget]`) sets what the de
 recipe fits in 30 minutes on two cores (epochs, early-stopping patience, folds run); `--full` drops
 the budget and trains to convergence: every fold, each run for the paper's epochs or until the
 validation score has not improved for the model's patience (`voxemo.papers`: 15 for seeds 000,
-001 and 004, 20 for 002, 10 for 003), whichever comes first, keeping the best validation epoch;
+001 and 004, 20 for 002, 10 for 003; seed004's LSTM and TD-CNN + LSTM watch the validation loss, the
+others the UA), whichever comes first, keeping the best validation epoch;
 `--quick` shrinks everything to a smoke run on six speakers. A row may run one protocol only
 (`protocols = ["paper_protocol"]`, for a variant that only means something under the paper's split).
 A recipe whose paper reports validation, not test, figures says `paper_reports = "validation"`; its
@@ -144,6 +145,7 @@ def reproduce(name: str, data_root: Path, out_dir: Path, *, quick: bool = False,
                 "epochs_run": [f.get("epochs_run") for f in m["folds"]],
                 "epochs_cap": None if exp.is_baseline else exp.train_config().epochs,
                 "patience": None if exp.is_baseline else exp.train_config().patience,
+                "monitor": None if exp.is_baseline else exp.train_config().monitor,  # what patience watches
                 "folds_total": m.get("folds_total", len(m["folds"])),
                 "flags": [f.get("flags", []) for f in m["folds"]],
                 "fold_keys": [[f["fold"], f["n_test"]] for f in m["folds"]],  # which test clips: `same_folds`
@@ -189,7 +191,8 @@ def _run(m: dict | None) -> str:
     if not epochs or not m.get("epochs_cap"):
         return folds + wall + collapsed
     stopped = sum(e < m["epochs_cap"] for e in epochs)
-    patience = f", patience {m['patience']}" if m.get("patience") else ""
+    watched = " on validation loss" if m.get("monitor") == "val_loss" else ""
+    patience = f", patience {m['patience']}{watched}" if m.get("patience") else ""
     return (f"{folds}, {min(epochs)}-{max(epochs)} of {m['epochs_cap']} epochs{patience} ({stopped} stopped early)"
             f"{wall}{collapsed}")
 
