@@ -1,6 +1,7 @@
 """The train / cv / evaluate commands end to end, on a few actors and one short epoch."""
 
 import json
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -53,6 +54,18 @@ def test_cv_writes_the_run_directory_and_resumes(six_actors, tmp_path):
     more = run("cv", six_actors, "--model", "cnn1d_baseline", "--folds", "3", "--max-folds", "3", "--out", out, "--resume", *QUICK)
     assert more.exit_code == 0, more.output  # more of the same folds is the same run
     assert json.loads((out / "metrics.json").read_text())["ua"]["folds"][:2] == m["ua"]["folds"]
+
+
+def test_an_interrupted_train_resumes_only_under_its_own_settings(six_actors, tmp_path):
+    from voxemo.experiment import Experiment, record_settings
+
+    out = tmp_path / "net"  # as an interrupted `voxemo train --epochs 1` leaves it: its checkpoint folder
+    record_settings(Path(f"{out}.checkpoint"), Experiment(model="cnn1d_baseline", train={"epochs": 1, "batch_size": 32}),
+                    resume=False)
+    other = run("train", six_actors, "--model", "cnn1d_baseline", "--out", out, "--resume", "--epochs", "2",
+                "--batch-size", "32")
+    assert other.exit_code == 2 and "epochs: 1 -> 2" in " ".join(other.output.split())
+    assert not Path(f"{out}.json").exists()  # nothing trained on top of the other run's epochs
 
 
 def test_evaluate_takes_the_bundled_folder_and_names_classes():

@@ -379,14 +379,7 @@ def cross_validate(manifest: Sequence[Utterance], exp: Experiment, run_dir: Path
     labels = torch.as_tensor(y, dtype=torch.long)
     genders = np.array([u.gender for u in utts])
     run_dir = Path(run_dir)
-    if resume and (run_dir / "config.json").is_file():
-        saved, now = json.loads((run_dir / "config.json").read_text()), json.loads(json.dumps(exp.to_dict()))
-        if changed := changed_settings(saved, now):
-            raise ValueError(f"{run_dir} was run with other settings ({'; '.join(changed)}): its folds cannot "
-                             "be resumed under these. Resume it with the settings it ran with, or choose another "
-                             "output folder")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.json").write_text(json.dumps(exp.to_dict(), indent=2))
+    record_settings(run_dir, exp, resume)
     fold_metrics, histories = [None] * len(folds), [None] * len(folds)
     t0 = time.perf_counter()
     earlier = 0.0  # seconds the folds taken from an interrupted run took then
@@ -426,6 +419,18 @@ def cross_validate(manifest: Sequence[Utterance], exp: Experiment, run_dir: Path
 # config.json keys a resumed run may change: how many folds run (the folds themselves do not change),
 # and the overrides whose effect the *_resolved keys already compare
 RESUMABLE_CHANGES = frozenset({"max_folds", "frontend", "train"})
+
+
+def record_settings(run_dir: Path, exp: Experiment, resume: bool) -> None:
+    """Write the run's settings to run_dir/config.json. A run resumed there must have the settings
+    recorded (`changed_settings`), so no run mixes folds or epochs made under two settings."""
+    path = Path(run_dir) / "config.json"
+    if resume and path.is_file():
+        if changed := changed_settings(json.loads(path.read_text()), json.loads(json.dumps(exp.to_dict()))):
+            raise ValueError(f"{run_dir} was run with other settings ({'; '.join(changed)}): it cannot be resumed "
+                             "under these. Resume it with the settings it ran with, or choose another output")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(exp.to_dict(), indent=2))
 
 
 def changed_settings(saved: dict, now: dict, prefix: str = "") -> list[str]:
@@ -536,6 +541,8 @@ def train_pipeline(manifest: Sequence[Utterance], exp: Experiment, *, on_epoch=N
     if exp.extra_train:
         raise ValueError("extra_train adds training speakers to cross-validation folds; `voxemo train` trains on "
                          f"every corpus it is given: pass {', '.join(exp.extra_train)} as more DATA arguments")
+    if checkpoint_dir is not None:
+        record_settings(Path(checkpoint_dir), exp, resume)
     utts = exp.select(manifest)
     y, classes = labels_for(utts, exp.task)
     fold = holdout_speakers(utts, n=2 if exp.val_speakers is None else exp.val_speakers, seed=exp.seed)
