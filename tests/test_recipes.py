@@ -286,6 +286,24 @@ def test_rows_run_a_part_of_a_recipe_and_write_their_own_table(tmp_path, monkeyp
     assert bad.exit_code == 2 and "--rows" in bad.output
 
 
+def test_the_table_says_what_each_rows_early_stopping_watched(tmp_path, monkeypatch):
+    """seed004's CNN stops on the validation UA, its LSTM on the validation loss: a --full table says which."""
+    import voxemo.experiment
+
+    def fake_cv(manifest, exp, run_dir, **kw):
+        fold = {"fold": "fold 1/1", "n_test": 10, "epochs_run": 40}
+        return {k: {"mean": 0.5, "std": 0.0, "folds": [0.5]} for k in ("ua", "wa", "macro_f1")} | {
+            "protocol": exp.protocol, "speaker_independent": exp.protocol != "random", "classes": ["a", "b"],
+            "folds": [fold], "seconds": 1.0}
+
+    monkeypatch.setattr(voxemo.experiment, "cross_validate", fake_cv)
+    monkeypatch.setattr(voxemo.experiment, "load_corpora", lambda paths: [])
+    r = CliRunner().invoke(app, ["reproduce", "seed004", "--data", str(DATA), "--full", "--rows", "1-2", "--out", str(tmp_path)])
+    assert r.exit_code == 0, r.output
+    cnn, lstm = [line for line in (tmp_path / "table-rows-1-2.md").read_text().splitlines() if "on STFT patches" in line]
+    assert "40-40 of 60 epochs, patience 15 (1 stopped early)" in cnn
+    assert "40-40 of 300 epochs, patience 15 on validation loss (1 stopped early)" in lstm
+
 @pytest.mark.parametrize("config", sorted((Path(__file__).parents[1] / "configs").glob("seed00*.toml")), ids=lambda p: p.stem)
 def test_each_experiment_config_is_its_recipe_row_but_for_its_training_settings(config):
     """RESULTS reads each config's `voxemo cv` runs against a recipe row's --full run: the command in the
