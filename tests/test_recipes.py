@@ -256,41 +256,16 @@ def test_each_network_row_is_set_beside_the_svm_on_the_same_test_folds():
     assert "| 50.0 ± 0.0 (1 fold) | - |" in table[header + 3]
 
 
-def test_rows_run_a_part_of_a_recipe_and_write_their_own_table(tmp_path, monkeypatch):
-    """--rows 2-3 runs only those rows (another process may run the rest into the same folder): its table
-    is table-rows-2-3.md, and table.md, the whole recipe's, is not written."""
+@pytest.fixture
+def fake_runs(monkeypatch):
+    """`reproduce` with every network run replaced by one fold of 40 epochs at 0.5: the run folders it
+    asked for, in order."""
     import voxemo.experiment
-    from voxemo.recipes import parse_rows
 
-    assert parse_rows("7-9,2", 10) == [2, 7, 8, 9]
-    for bad in ("0", "11", "x", "3-"):
-        with pytest.raises(ValueError, match="rows"):
-            parse_rows(bad, 10)
     ran = []
 
     def fake_cv(manifest, exp, run_dir, **kw):
         ran.append(run_dir.name)
-        fold = {"fold": "fold 1/1", "n_test": 10, "epochs_run": 1}
-        return {k: {"mean": 0.5, "std": 0.0, "folds": [0.5]} for k in ("ua", "wa", "macro_f1")} | {
-            "protocol": exp.protocol, "speaker_independent": exp.protocol != "random", "classes": ["a", "b"],
-            "folds": [fold], "seconds": 1.0}
-
-    monkeypatch.setattr(voxemo.experiment, "cross_validate", fake_cv)
-    monkeypatch.setattr(voxemo.experiment, "load_corpora", lambda paths: [])
-    r = CliRunner().invoke(app, ["reproduce", "seed001", "--data", str(DATA), "--rows", "2-3", "--out", str(tmp_path)])
-    assert r.exit_code == 0, r.output
-    assert ran == ["row02-paper_protocol", "row03-paper_protocol", "row03-speaker_independent"]
-    assert (tmp_path / "table-rows-2-3.md").is_file() and not (tmp_path / "table.md").exists()
-    assert "LEAKY" in (tmp_path / "table-rows-2-3.md").read_text()
-    bad = CliRunner().invoke(app, ["reproduce", "seed001", "--data", str(DATA), "--rows", "4", "--out", str(tmp_path / "x")])
-    assert bad.exit_code == 2 and "--rows" in bad.output
-
-
-def test_the_table_says_what_each_rows_early_stopping_watched(tmp_path, monkeypatch):
-    """seed004's CNN stops on the validation UA, its LSTM on the validation loss: a --full table says which."""
-    import voxemo.experiment
-
-    def fake_cv(manifest, exp, run_dir, **kw):
         fold = {"fold": "fold 1/1", "n_test": 10, "epochs_run": 40}
         return {k: {"mean": 0.5, "std": 0.0, "folds": [0.5]} for k in ("ua", "wa", "macro_f1")} | {
             "protocol": exp.protocol, "speaker_independent": exp.protocol != "random", "classes": ["a", "b"],
@@ -298,6 +273,29 @@ def test_the_table_says_what_each_rows_early_stopping_watched(tmp_path, monkeypa
 
     monkeypatch.setattr(voxemo.experiment, "cross_validate", fake_cv)
     monkeypatch.setattr(voxemo.experiment, "load_corpora", lambda paths: [])
+    return ran
+
+
+def test_rows_run_a_part_of_a_recipe_and_write_their_own_table(tmp_path, fake_runs):
+    """--rows 2-3 runs only those rows (another process may run the rest into the same folder): its table
+    is table-rows-2-3.md, and table.md, the whole recipe's, is not written."""
+    from voxemo.recipes import parse_rows
+
+    assert parse_rows("7-9,2", 10) == [2, 7, 8, 9]
+    for bad in ("0", "11", "x", "3-"):
+        with pytest.raises(ValueError, match="rows"):
+            parse_rows(bad, 10)
+    r = CliRunner().invoke(app, ["reproduce", "seed001", "--data", str(DATA), "--rows", "2-3", "--out", str(tmp_path)])
+    assert r.exit_code == 0, r.output
+    assert fake_runs == ["row02-paper_protocol", "row03-paper_protocol", "row03-speaker_independent"]
+    assert (tmp_path / "table-rows-2-3.md").is_file() and not (tmp_path / "table.md").exists()
+    assert "LEAKY" in (tmp_path / "table-rows-2-3.md").read_text()
+    bad = CliRunner().invoke(app, ["reproduce", "seed001", "--data", str(DATA), "--rows", "4", "--out", str(tmp_path / "x")])
+    assert bad.exit_code == 2 and "--rows" in bad.output
+
+
+def test_the_table_says_what_each_rows_early_stopping_watched(tmp_path, fake_runs):
+    """seed004's CNN stops on the validation UA, its LSTM on the validation loss: a --full table says which."""
     r = CliRunner().invoke(app, ["reproduce", "seed004", "--data", str(DATA), "--full", "--rows", "1-2", "--out", str(tmp_path)])
     assert r.exit_code == 0, r.output
     cnn, lstm = [line for line in (tmp_path / "table-rows-1-2.md").read_text().splitlines() if "on STFT patches" in line]

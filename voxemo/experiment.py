@@ -424,13 +424,13 @@ RESUMABLE_CHANGES = frozenset({"max_folds", "frontend", "train"})
 def record_settings(run_dir: Path, exp: Experiment, resume: bool) -> None:
     """Write the run's settings to run_dir/config.json. A run resumed there must have the settings
     recorded (`changed_settings`), so no run mixes folds or epochs made under two settings."""
-    path = Path(run_dir) / "config.json"
+    path, settings = Path(run_dir) / "config.json", json.dumps(exp.to_dict(), indent=2)
     if resume and path.is_file():
-        if changed := changed_settings(json.loads(path.read_text()), json.loads(json.dumps(exp.to_dict()))):
+        if changed := changed_settings(json.loads(path.read_text()), json.loads(settings)):
             raise ValueError(f"{run_dir} was run with other settings ({'; '.join(changed)}): it cannot be resumed "
                              "under these. Resume it with the settings it ran with, or choose another output")
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(exp.to_dict(), indent=2))
+    path.write_text(settings)
 
 
 def changed_settings(saved: dict, now: dict, prefix: str = "") -> list[str]:

@@ -64,8 +64,8 @@ SEED003_TRAIN = TrainConfig(optimizer="adam", lr=1e-3, weight_decay=1e-4, batch_
 SEED004_TRAIN = TrainConfig(optimizer="sgd", lr=0.01, momentum=0.8, lr_decay=1e-6, batch_size=32, epochs=60,
                             patience=15, oversample=True)
 # seed004's recurrent networks learn slowly under the paper's SGD. Patience 15 on the validation UA of a
-# fold's ~50 clips, which moves 0.06 an epoch in the median, ended their runs at training accuracy
-# 0.50-0.85, long before they fit the training clips (the CNN reaches 1.00). They stop on the validation
+# fold's ~50 clips, which jumps from epoch to epoch, ended their runs at training accuracy 0.50-0.85,
+# long before they fit the training clips (the CNN reaches 1.00). They stop on the validation
 # loss instead, the smoother signal (Keras's default monitor; the paper's framework), which also picks the
 # epoch kept, at most 300 epochs (RESULTS.md, seed004).
 SEED004_RNN_TRAIN = dataclasses.replace(SEED004_TRAIN, monitor="val_loss", epochs=300)
@@ -111,13 +111,12 @@ SEED003 = dict(per_window=False, train=SEED003_TRAIN, paper="seed 003_2f41", not
     "Adam lr 1e-3 and weight decay 1e-4 are the paper's; batch 32, at most 50 epochs and patience 10 are ours."))
 SEED004_VOTE = (" A clip's label comes from its 128 x 128 patches: the paper takes their majority vote, ours the "
                 "mean of their probabilities (a vote of a 3-s clip's 4 patches can tie).")
+SEED004_SGD = "SGD lr 0.01, momentum 0.8, Keras decay 1e-6 and random oversampling are the paper's; batch 32, at most "
 SEED004 = dict(frontend=STFT_PATCHES, per_window=True, train=SEED004_TRAIN, paper="seed 004_d4c4", notes=(
-    "SGD lr 0.01, momentum 0.8, Keras decay 1e-6 and random oversampling are the paper's; batch 32, at "
-    "most 60 epochs and patience 15 are ours." + SEED004_VOTE))
+    SEED004_SGD + "60 epochs and patience 15 are ours." + SEED004_VOTE))
 SEED004_RNN = dict(SEED004, train=SEED004_RNN_TRAIN, notes=(
-    "SGD lr 0.01, momentum 0.8, Keras decay 1e-6 and random oversampling are the paper's; batch 32, at "
-    "most 300 epochs and patience 15 on the validation loss are ours (on the validation UA, patience 15 "
-    "ended these networks long before they fit their training clips)." + SEED004_VOTE))
+    SEED004_SGD + "300 epochs and patience 15 on the validation loss are ours (on the validation UA, patience "
+    "15 ended these networks long before they fit their training clips)." + SEED004_VOTE))
 
 RECIPES: dict[str, ModelRecipe] = {
     "conv1d_lstm": ModelRecipe(**SEED000),
