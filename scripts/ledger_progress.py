@@ -1,7 +1,7 @@
 """Where an unfinished long run stands: its finished folds' figures, and the reference's on those folds.
 
     python scripts/ledger_progress.py results/full-seed004/row02-paper_protocol \\
-        [--reference results/full-seed004/row04-paper_protocol] [--metric macro_f1]
+        [--reference results/full-seed004/row04-paper_protocol] [--metric macro_f1] [--folds 40]
 
 `voxemo reproduce --full` writes a row's table only when all its folds are done; a row of 50 folds
 spans sittings, and RESULTS.md quotes it as it goes. RUN_DIR is one experiment of such a run
@@ -13,7 +13,9 @@ the reference's figures over the same test folds: same fold name and same number
 With `--training`, each fold's training as its history recorded it: epochs run, the best
 validation epoch (on what the run's early stopping watched: its config.json's monitor, the
 validation UA unless it says the loss), the lowest validation loss and its epoch, the lowest
-training loss and the highest training accuracy (dropout on).
+training loss and the highest training accuracy (dropout on). With `--folds N`, only the first N
+folds: the ledger as it stood when RESULTS.md quoted the row at N folds, so those figures stay
+reproducible after the row has run on.
 """
 
 from __future__ import annotations
@@ -34,10 +36,12 @@ def fold_files(run_dir: Path) -> list[dict]:
 
 
 def finished_folds(run_dir: Path) -> list[tuple[dict, float | None]]:
-    """Each finished fold's (metrics, seconds): a finished run's metrics.json, else its fold*/metrics.json."""
+    """Each finished fold's (metrics, seconds): its fold*/metrics.json, else (a run that kept none) the run's metrics.json."""
+    if folds := fold_files(run_dir):
+        return [(d["metrics"], d["seconds"]) for d in folds]
     if (run_dir / "metrics.json").exists():
         return [(m, None) for m in json.loads((run_dir / "metrics.json").read_text())["folds"]]
-    return [(d["metrics"], d["seconds"]) for d in fold_files(run_dir)]
+    return []
 
 
 def main() -> None:
@@ -46,9 +50,10 @@ def main() -> None:
     ap.add_argument("--reference", type=Path, help="another run (finished or not) to score on the same test folds")
     ap.add_argument("--metric", default="macro_f1", choices=("macro_f1", "ua", "wa"))
     ap.add_argument("--training", action="store_true", help="each fold's epochs, training loss and accuracy")
+    ap.add_argument("--folds", type=int, help="only the first N finished folds")
     args = ap.parse_args()
 
-    done = finished_folds(args.run_dir)
+    done = finished_folds(args.run_dir)[: args.folds]
     if not done:
         raise SystemExit(f"{args.run_dir}: no finished folds (fold*/metrics.json)")
     folds = [m for m, _ in done]
@@ -69,7 +74,7 @@ def main() -> None:
     if args.training:
         config = args.run_dir / "config.json"
         monitor = json.loads(config.read_text())["train_resolved"]["monitor"] if config.exists() else "val_ua"
-        for i, d in enumerate(fold_files(args.run_dir), 1):
+        for i, d in enumerate(fold_files(args.run_dir)[: args.folds], 1):
             h = d["history"]
             lowest_loss = min(range(len(h["val_loss"])), key=h["val_loss"].__getitem__)
             best = lowest_loss if monitor == "val_loss" else max(range(len(h[monitor])), key=h[monitor].__getitem__)

@@ -349,6 +349,10 @@ def test_an_unfinished_row_is_set_beside_its_reference_on_the_same_test_folds_on
     assert "2 folds finished, macro_f1 60.0 ± 10.0, 2.0 min" in honest
     assert "reference on the same 2 folds: macro_f1 85.0 ± 5.0" in honest  # folds 1 and 2, not fold 3
     assert "did not run these test folds" in run("row05")
+    # the row as RESULTS.md quoted it at one fold, after it ran on
+    first = run("row02", "--folds", "1", "--training")
+    assert "1 folds finished, macro_f1 50.0 ± 0.0, 1.0 min" in first and "reference on the same 1 folds: macro_f1 80.0" in first
+    assert "fold 2:" not in first
     assert ("fold 2: 3 epochs, best validation epoch 2 (val_ua), lowest validation loss 1.40 at epoch 3, lowest "
             "training loss 1.20, highest training accuracy 0.60" in run("row02", "--training"))
     # a run whose early stopping watched the validation loss kept the epoch of the lowest
