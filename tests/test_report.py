@@ -3,11 +3,12 @@
 import json
 import re
 
+import numpy as np
 import pytest
 from rich.console import Console
 
 from voxemo.evaluate import aggregate, classification_metrics
-from voxemo.report import new_run_dir, summary_table, write_run
+from voxemo.report import curves_figure, new_run_dir, summary_table, write_run
 
 CLASSES = ["neutral", "happy", "sad", "angry"]
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -67,6 +68,28 @@ def test_write_run_files_and_content(tmp_path):
     assert "| **neutral** | " + " | ".join(map(str, metrics["confusion"][0])) + " |" in md
     for png in ("confusion.png", "curves.png", "class_counts.png"):
         assert f"]({png})" in md
+
+
+def legend_lies_on_the_figure(fig):
+    fig.canvas.draw()
+    box, page = fig.legends[0].get_window_extent(), fig.bbox
+    return box.y0 >= page.y0 and box.y1 <= page.y1 and box.x0 >= page.x0 and box.x1 <= page.x1
+
+
+def test_curves_name_a_few_folds_and_summarise_fifty_with_a_median(tmp_path):
+    few = curves_figure(HISTORIES, ["fold 1/3: test ravdess:01", "fold 2/3: test ravdess:02", "fold 3/3: x"])
+    assert [t.get_text() for t in few.legends[0].get_texts()] == ["fold 1/3", "fold 2/3"]  # fold 3 has no curve
+    assert legend_lies_on_the_figure(few)
+
+    # 50 folds (the 10-fold x 5 protocol) that stop at 20 to 69 epochs; fold k's loss is k + 1/epoch
+    fifty = [{"train_loss": [k + 1 / e for e in range(1, 21 + k)]} for k in range(50)]
+    fig = curves_figure(fifty, [f"fold {k + 1}/50: test x" for k in range(50)])
+    assert legend_lies_on_the_figure(fig)
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["each of 50 folds", "median of the folds\nstill training"]
+    median = [line for line in fig.axes[0].lines if line.get_color() == "black"][0].get_ydata()
+    assert len(median) == 69 and median[0] == pytest.approx(np.median(range(50)) + 1)
+    assert median[-1] == pytest.approx(49 + 1 / 69)  # only the longest fold still trains at epoch 69
+    assert curves_figure([{}, {"val_acc": []}]) is None
 
 
 def test_random_split_is_labelled_speaker_dependent_and_plots_are_optional(tmp_path):

@@ -206,11 +206,31 @@ def plot_confusion(cm: np.ndarray, classes: list[str], path: Path, title: str = 
     plt.close(fig)
 
 
+# more folds than this and the curves plot draws each fold faintly in one colour, with the median
+# over folds on top, instead of a colour and a legend entry per fold (tab10 has ten colours)
+CURVE_FOLDS_NAMED = 10
+
+
 def plot_curves(histories: list[dict], path: Path, fold_names: list[str] | None = None) -> bool:
     """Learning curves per epoch, one line per fold, in four panels (see CURVE_PANELS); keys a
     history lacks are skipped. False (and nothing written) when no history holds any curve."""
-    if not any(h.get(key) for h in histories for _, lines in CURVE_PANELS for key, _ in lines):
+    fig = curves_figure(histories, fold_names)
+    if fig is None:
         return False
+    import matplotlib.pyplot as plt
+
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return True
+
+
+def curves_figure(histories: list[dict], fold_names: list[str] | None = None):
+    """plot_curves' figure (None when no history holds any curve). Up to CURVE_FOLDS_NAMED folds each
+    get a colour and a legend entry; more (a 10-fold x 5 protocol has 50) are drawn faintly with
+    their median per epoch on top, over the folds still training at that epoch: folds stop at
+    different epochs, so late epochs' medians speak for the long-running folds only."""
+    if not any(h.get(key) for h in histories for _, lines in CURVE_PANELS for key, _ in lines):
+        return None
     import matplotlib
 
     matplotlib.use("Agg")
@@ -221,17 +241,25 @@ def plot_curves(histories: list[dict], path: Path, fold_names: list[str] | None 
 
     fig, axes = plt.subplots(2, 2, figsize=(11, 7), sharex=True)
     colours = plt.get_cmap("tab10")
+    named = len(histories) <= CURVE_FOLDS_NAMED
     legend: dict[int, Line2D] = {}  # fold -> a handle in its colour
     for ax, (title, lines) in zip(axes.flat, CURVE_PANELS):
         drawn = False
-        for f, h in enumerate(histories):
-            for key, style in lines:
-                ys = h.get(key)
-                if ys:
-                    ax.plot(range(1, len(ys) + 1), ys, style, color=colours(f % 10))
+        for key, style in lines:
+            curves = [(f, h[key]) for f, h in enumerate(histories) if h.get(key)]
+            for f, ys in curves:
+                epochs = range(1, len(ys) + 1)
+                if named:
+                    ax.plot(epochs, ys, style, color=colours(f % 10))
                     name = fold_names[f] if fold_names and f < len(fold_names) else f"fold {f + 1}"
                     legend.setdefault(f, Line2D([], [], color=colours(f % 10), label=name.split(":")[0]))
-                    drawn = True
+                else:
+                    ax.plot(epochs, ys, style, color="tab:blue", alpha=0.25, linewidth=0.8)
+            if curves and not named:
+                longest = max(len(ys) for _, ys in curves)
+                median = [np.median([ys[e] for _, ys in curves if len(ys) > e]) for e in range(longest)]
+                ax.plot(range(1, longest + 1), median, style, color="black", linewidth=1.8)
+            drawn = drawn or bool(curves)
         ax.set_title(title)
         ax.grid(alpha=0.3)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -239,11 +267,14 @@ def plot_curves(histories: list[dict], path: Path, fold_names: list[str] | None 
             ax.text(0.5, 0.5, "not recorded", ha="center", va="center", transform=ax.transAxes, color="grey")
     for ax in axes[1]:
         ax.set_xlabel("epoch")
-    fig.legend(handles=[legend[f] for f in sorted(legend)], loc="center right", fontsize=8)
-    fig.tight_layout(rect=(0, 0, 0.88, 1))
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return True
+    if named:
+        handles = [legend[f] for f in sorted(legend)]
+    else:
+        handles = [Line2D([], [], color="tab:blue", alpha=0.5, label=f"each of {len(histories)} folds"),
+                   Line2D([], [], color="black", linewidth=1.8, label="median of the folds\nstill training")]
+    fig.legend(handles=handles, loc="center right", fontsize=8)
+    fig.tight_layout(rect=(0, 0, 0.86, 1))
+    return fig
 
 
 def plot_class_counts(class_counts: dict, path: Path) -> None:
