@@ -13,7 +13,8 @@ the reference's figures over the same test folds: same fold name and same number
 With `--training`, each fold's training as its history recorded it: epochs run, the best
 validation epoch (on what the run's early stopping watched: its config.json's monitor, the
 validation UA unless it says the loss), the lowest validation loss and its epoch, the lowest
-training loss and the highest training accuracy (dropout on). With `--folds N`, only the first N
+training loss and the highest training accuracy (dropout on); then, over those folds, the median and
+range of the epochs run and of the epoch kept. With `--folds N`, only the first N
 folds: the ledger as it stood when RESULTS.md quoted the row at N folds, so those figures stay
 reproducible after the row has run on.
 """
@@ -23,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from statistics import median
 
 from voxemo.evaluate import aggregate
 
@@ -74,13 +76,19 @@ def main() -> None:
     if args.training:
         config = args.run_dir / "config.json"
         monitor = json.loads(config.read_text())["train_resolved"]["monitor"] if config.exists() else "val_ua"
+        ran, kept = [], []
         for i, d in enumerate(fold_files(args.run_dir)[: args.folds], 1):
             h = d["history"]
             lowest_loss = min(range(len(h["val_loss"])), key=h["val_loss"].__getitem__)
             best = lowest_loss if monitor == "val_loss" else max(range(len(h[monitor])), key=h[monitor].__getitem__)
+            ran.append(len(h["train_loss"]))
+            kept.append(best + 1)
             print(f"  fold {i}: {len(h['train_loss'])} epochs, best validation epoch {best + 1} ({monitor}), "
                   f"lowest validation loss {h['val_loss'][lowest_loss]:.2f} at epoch {lowest_loss + 1}, lowest "
                   f"training loss {min(h['train_loss']):.2f}, highest training accuracy {max(h['train_acc']):.2f}")
+        if ran:
+            print(f"  over the {len(ran)} folds: epochs run median {median(ran):g} ({min(ran)} to {max(ran)}), "
+                  f"epoch kept median {median(kept):g} ({min(kept)} to {max(kept)})")
 
 
 if __name__ == "__main__":

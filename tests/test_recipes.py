@@ -353,8 +353,12 @@ def test_an_unfinished_row_is_set_beside_its_reference_on_the_same_test_folds_on
     first = run("row02", "--folds", "1", "--training")
     assert "1 folds finished, macro_f1 50.0 ± 0.0, 1.0 min" in first and "reference on the same 1 folds: macro_f1 80.0" in first
     assert "fold 2:" not in first
+    every = run("row02", "--training")
     assert ("fold 2: 3 epochs, best validation epoch 2 (val_ua), lowest validation loss 1.40 at epoch 3, lowest "
-            "training loss 1.20, highest training accuracy 0.60" in run("row02", "--training"))
+            "training loss 1.20, highest training accuracy 0.60" in every)
+    assert "over the 2 folds: epochs run median 3 (3 to 3), epoch kept median 2 (2 to 2)" in every
     # a run whose early stopping watched the validation loss kept the epoch of the lowest
     (tmp_path / "row02" / "config.json").write_text(json.dumps({"train_resolved": {"monitor": "val_loss"}}))
-    assert "fold 2: 3 epochs, best validation epoch 3 (val_loss), lowest validation loss 1.40" in run("row02", "--training")
+    by_loss = run("row02", "--training")
+    assert "fold 2: 3 epochs, best validation epoch 3 (val_loss), lowest validation loss 1.40" in by_loss
+    assert "epoch kept median 3 (3 to 3)" in by_loss
